@@ -1,0 +1,190 @@
+//! The Source and Destination contracts every connector implements.
+
+use std::fmt;
+use std::pin::Pin;
+use std::time::Duration;
+
+use arrow_array::RecordBatch;
+use arrow_schema::{DataType, SchemaRef};
+use async_trait::async_trait;
+use futures::Stream;
+
+use crate::change::{ChangeBatch, ErrorClass, Outcome, SyncMode};
+
+/// What to read from a source.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ModelQuery {
+    /// A SQL query in the source's dialect.
+    Sql(String),
+    /// A table or view, possibly schema-qualified (`public.customers`).
+    Table(String),
+}
+
+/// How to read.
+#[derive(Debug, Clone, Copy)]
+pub struct ScanOptions {
+    /// Rows per Arrow record batch.
+    pub batch_rows: usize,
+    /// Stop after this many rows (previews).
+    pub limit: Option<usize>,
+}
+
+impl Default for ScanOptions {
+    fn default() -> Self {
+        ScanOptions { batch_rows: 8192, limit: None }
+    }
+}
+
+/// A failure while reading a source. Messages name the source and the cause.
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    /// The source could not be reached.
+    #[error("cannot connect to {target}: {cause}")]
+    Connect { target: String, cause: String },
+    /// The query failed in the source.
+    #[error("query failed on {target}: {cause}")]
+    Query { target: String, cause: String },
+    /// The data cannot be represented (unsupported type, inconsistent column types).
+    #[error("{0}")]
+    Data(String),
+}
+
+/// A stream of Arrow record batches sharing one schema.
+pub struct RecordBatchStream {
+    pub schema: SchemaRef,
+    pub batches: Pin<Box<dyn Stream<Item = Result<RecordBatch, SourceError>> + Send>>,
+}
+
+/// A warehouse or database that models are read from.
+#[async_trait]
+pub trait Source: Send + Sync {
+    /// A human description such as `postgres 127.0.0.1:5432/test`, without secrets.
+    fn describe(&self) -> String;
+
+    /// Connects and runs a trivial query.
+    async fn check(&self) -> Result<(), SourceError>;
+
+    /// Streams the model's rows as Arrow record batches.
+    async fn scan(&self, query: &ModelQuery, options: ScanOptions) -> Result<RecordBatchStream, SourceError>;
+}
+
+/// A failure of a whole destination request, classified for the delivery driver.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{message}")]
+pub struct DestinationError {
+    pub class: ErrorClass,
+    pub message: String,
+    /// When the tool said to come back (`Retry-After`).
+    pub retry_after: Option<Duration>,
+}
+
+impl DestinationError {
+    /// An error of the given class.
+    pub fn new(class: ErrorClass, message: impl Into<String>) -> DestinationError {
+        DestinationError { class, message: message.into(), retry_after: None }
+    }
+
+    /// A configuration error: the run stops.
+    pub fn config(message: impl Into<String>) -> DestinationError {
+        DestinationError::new(ErrorClass::Config, message)
+    }
+
+    /// A transient error: retried with backoff.
+    pub fn transient(message: impl Into<String>) -> DestinationError {
+        DestinationError::new(ErrorClass::Transient, message)
+    }
+}
+
+/// How the delivery driver retries a failed request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Retries after the first attempt for transient failures. Rate-limited responses do
+    /// not count against this budget.
+    pub max_retries: u32,
+    /// The first backoff; it doubles each retry, with full jitter.
+    pub initial_backoff: Duration,
+    /// The longest backoff, and the longest `Retry-After` honoured.
+    pub max_backoff: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy { max_retries: 5, initial_backoff: Duration::from_millis(250), max_backoff: Duration::from_secs(60) }
+    }
+}
+
+impl RetryPolicy {
+    /// The wait before retry number `retry` (0-based): full jitter over an exponential
+    /// ceiling, or the tool's own `Retry-After` when it gave one.
+    pub fn backoff(&self, retry: u32, retry_after: Option<Duration>, jitter: f64) -> Duration {
+        if let Some(after) = retry_after {
+            return after.min(self.max_backoff);
+        }
+        let ceiling = self.initial_backoff.saturating_mul(1u32 << retry.min(20)).min(self.max_backoff);
+        ceiling.mul_f64(jitter.clamp(0.0, 1.0))
+    }
+}
+
+/// A destination field and the Arrow type of the model column feeding it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FieldSpec {
+    pub name: String,
+    pub data_type: DataType,
+}
+
+/// What a sync will write, known once the model's schema is known.
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub sync: String,
+    pub mode: SyncMode,
+    /// Destination fields in mapping order.
+    pub fields: Vec<FieldSpec>,
+    /// The destination field fed by the model's primary key, if the mapping includes it.
+    pub key_field: Option<String>,
+}
+
+/// Per-request context passed to [`Destination::write`].
+#[derive(Debug, Clone)]
+pub struct WriteContext {
+    pub sync: String,
+    pub run_id: i64,
+    pub mode: SyncMode,
+}
+
+/// A tool that changes are delivered to.
+#[async_trait]
+pub trait Destination: Send + Sync {
+    /// A human description such as `webhook http://host/in`, without secrets.
+    fn describe(&self) -> String;
+
+    /// What the sync's snapshot is bound to: when this changes, the snapshot no longer
+    /// describes what the destination holds.
+    fn identity(&self) -> String;
+
+    /// Records per request.
+    fn batch_size(&self) -> usize;
+
+    /// How failed requests are retried.
+    fn retry_policy(&self) -> RetryPolicy {
+        RetryPolicy::default()
+    }
+
+    /// Connects and verifies access without writing.
+    async fn check(&self) -> Result<(), DestinationError>;
+
+    /// Validates the target before anything is sent (and creates what is missing, where
+    /// the destination does that). Errors here stop the run before delivery.
+    async fn prepare(&self, _target: &Target) -> Result<(), DestinationError> {
+        Ok(())
+    }
+
+    /// Applies a batch and returns one outcome per change, in order. `Err` means the
+    /// request as a whole failed and says why.
+    async fn write(&self, context: &WriteContext, batch: &ChangeBatch) -> Result<Vec<Outcome>, DestinationError>;
+}
+
+impl fmt::Debug for dyn Destination {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.describe())
+    }
+}

@@ -1,0 +1,14 @@
+//! Types and traits shared by every Sluice crate: values, changes, outcomes and the connector contracts.
+
+pub mod change;
+pub mod connector;
+pub mod value;
+
+pub use change::{
+    Change, ChangeBatch, ChangeOp, ErrorClass, Fingerprint, Outcome, OutcomeStatus, SyncMode,
+};
+pub use connector::{
+    Destination, DestinationError, FieldSpec, ModelQuery, RecordBatchStream, RetryPolicy, ScanOptions, Source,
+    SourceError, Target, WriteContext,
+};
+pub use value::{value_at, LogicalType, Value, LOGICAL_TYPE_KEY};

@@ -1,0 +1,54 @@
+//! Destinations: one folder per tool, each behind a cargo feature, and the registry that maps
+//! a project's `type:` to the tool's typed config and implementation.
+
+use std::path::Path;
+
+use sluice_config::{ConfigError, ConnectorSpec};
+use sluice_core::Destination;
+
+#[cfg(feature = "file")]
+pub mod file;
+#[cfg(feature = "postgres")]
+pub mod postgres;
+#[cfg(feature = "webhook")]
+pub mod webhook;
+
+/// Destination types this build supports.
+pub fn supported_types() -> Vec<&'static str> {
+    vec![
+        #[cfg(feature = "file")]
+        "file",
+        #[cfg(feature = "postgres")]
+        "postgres",
+        #[cfg(feature = "webhook")]
+        "webhook",
+    ]
+}
+
+/// Builds a destination from its project entry. Pure: no connection is made.
+pub fn build(spec: &ConnectorSpec, project_root: &Path) -> Result<Box<dyn Destination>, ConfigError> {
+    let _ = project_root;
+    match spec.kind.as_str() {
+        #[cfg(feature = "file")]
+        "file" => {
+            let config: file::FileConfig = spec.decode()?;
+            Ok(Box::new(file::FileDestination::new(config, project_root).map_err(|(key, message)| spec.error(key, message))?))
+        }
+        #[cfg(feature = "webhook")]
+        "webhook" => {
+            let config: webhook::WebhookConfig = spec.decode()?;
+            Ok(Box::new(webhook::WebhookDestination::new(config).map_err(|(key, message)| spec.error(key, message))?))
+        }
+        #[cfg(feature = "postgres")]
+        "postgres" => {
+            let config: postgres::PostgresDestinationConfig = spec.decode()?;
+            Ok(Box::new(
+                postgres::PostgresDestination::new(config).map_err(|(key, message)| spec.error(key, message))?,
+            ))
+        }
+        other => Err(spec.error(
+            "type",
+            format!("unknown destination type `{other}`: expected one of {}", supported_types().join(", ")),
+        )),
+    }
+}

@@ -1,0 +1,174 @@
+//! 128-bit hashing of keys and rows (xxh3), reading Arrow arrays without building values.
+
+use arrow_array::cast::AsArray;
+use arrow_array::{types, Array, ArrayRef};
+use arrow_schema::{DataType, Field, TimeUnit};
+use sluice_core::{value_at, Fingerprint};
+use xxhash_rust::xxh3::xxh3_128;
+
+/// The hash a key is indexed by in the planner's in-memory snapshot index.
+pub fn key_hash(key: &str) -> u128 {
+    xxh3_128(key.as_bytes())
+}
+
+/// One column of a batch, downcast once so that each row is hashed without dispatch on type.
+enum ColumnView<'a> {
+    Bool(&'a arrow_array::BooleanArray),
+    Int16(&'a arrow_array::Int16Array),
+    Int32(&'a arrow_array::Int32Array),
+    Int64(&'a arrow_array::Int64Array),
+    Float32(&'a arrow_array::Float32Array),
+    Float64(&'a arrow_array::Float64Array),
+    Utf8(&'a arrow_array::StringArray),
+    Binary(&'a arrow_array::BinaryArray),
+    Date32(&'a arrow_array::Date32Array),
+    Timestamp(&'a arrow_array::TimestampMicrosecondArray),
+    Other(&'a Field, &'a dyn Array),
+}
+
+impl<'a> ColumnView<'a> {
+    fn new(field: &'a Field, array: &'a ArrayRef) -> ColumnView<'a> {
+        match array.data_type() {
+            DataType::Boolean => ColumnView::Bool(array.as_boolean()),
+            DataType::Int16 => ColumnView::Int16(array.as_primitive::<types::Int16Type>()),
+            DataType::Int32 => ColumnView::Int32(array.as_primitive::<types::Int32Type>()),
+            DataType::Int64 => ColumnView::Int64(array.as_primitive::<types::Int64Type>()),
+            DataType::Float32 => ColumnView::Float32(array.as_primitive::<types::Float32Type>()),
+            DataType::Float64 => ColumnView::Float64(array.as_primitive::<types::Float64Type>()),
+            DataType::Utf8 => ColumnView::Utf8(array.as_string::<i32>()),
+            DataType::Binary => ColumnView::Binary(array.as_binary::<i32>()),
+            DataType::Date32 => ColumnView::Date32(array.as_primitive::<types::Date32Type>()),
+            DataType::Timestamp(TimeUnit::Microsecond, _) => {
+                ColumnView::Timestamp(array.as_primitive::<types::TimestampMicrosecondType>())
+            }
+            _ => ColumnView::Other(field, array.as_ref()),
+        }
+    }
+
+    /// Appends an unambiguous encoding of row `row`: a type tag, then fixed-width bytes or a
+    /// length-prefixed body, so that no two different rows encode the same.
+    fn encode(&self, row: usize, out: &mut Vec<u8>) {
+        let is_null = match self {
+            ColumnView::Other(_, array) => array.is_null(row),
+            ColumnView::Bool(a) => a.is_null(row),
+            ColumnView::Int16(a) => a.is_null(row),
+            ColumnView::Int32(a) => a.is_null(row),
+            ColumnView::Int64(a) => a.is_null(row),
+            ColumnView::Float32(a) => a.is_null(row),
+            ColumnView::Float64(a) => a.is_null(row),
+            ColumnView::Utf8(a) => a.is_null(row),
+            ColumnView::Binary(a) => a.is_null(row),
+            ColumnView::Date32(a) => a.is_null(row),
+            ColumnView::Timestamp(a) => a.is_null(row),
+        };
+        if is_null {
+            out.push(0);
+            return;
+        }
+        match self {
+            ColumnView::Bool(a) => out.extend_from_slice(&[1, a.value(row) as u8]),
+            ColumnView::Int16(a) => push(out, 2, &i64::from(a.value(row)).to_le_bytes()),
+            ColumnView::Int32(a) => push(out, 2, &i64::from(a.value(row)).to_le_bytes()),
+            ColumnView::Int64(a) => push(out, 2, &a.value(row).to_le_bytes()),
+            ColumnView::Float32(a) => push(out, 3, &f64::from(a.value(row)).to_le_bytes()),
+            ColumnView::Float64(a) => push(out, 3, &a.value(row).to_le_bytes()),
+            ColumnView::Utf8(a) => push_var(out, 4, a.value(row).as_bytes()),
+            ColumnView::Binary(a) => push_var(out, 5, a.value(row)),
+            ColumnView::Date32(a) => push(out, 6, &a.value(row).to_le_bytes()),
+            ColumnView::Timestamp(a) => push(out, 7, &a.value(row).to_le_bytes()),
+            ColumnView::Other(field, array) => {
+                let text = value_at(field, *array, row).to_text().unwrap_or_default();
+                push_var(out, 8, text.as_bytes());
+            }
+        }
+    }
+}
+
+fn push(out: &mut Vec<u8>, tag: u8, bytes: &[u8]) {
+    out.push(tag);
+    out.extend_from_slice(bytes);
+}
+
+fn push_var(out: &mut Vec<u8>, tag: u8, bytes: &[u8]) {
+    out.push(tag);
+    out.extend_from_slice(&(bytes.len() as u64).to_le_bytes());
+    out.extend_from_slice(bytes);
+}
+
+/// Hashes rows of one record batch over a fixed set of columns.
+pub struct RowHasher<'a> {
+    /// Hashed columns, ordered by destination field name so mapping order does not matter.
+    columns: Vec<(&'a str, ColumnView<'a>)>,
+    key: (&'a Field, &'a ArrayRef),
+    buffer: Vec<u8>,
+}
+
+impl<'a> RowHasher<'a> {
+    /// `columns` are (destination field, field, array); `key` is the primary key column.
+    pub fn new(columns: Vec<(&'a str, &'a Field, &'a ArrayRef)>, key: (&'a Field, &'a ArrayRef)) -> RowHasher<'a> {
+        let mut columns: Vec<(&'a str, ColumnView<'a>)> =
+            columns.into_iter().map(|(name, field, array)| (name, ColumnView::new(field, array))).collect();
+        columns.sort_by(|a, b| a.0.cmp(b.0));
+        RowHasher { columns, key, buffer: Vec::with_capacity(256) }
+    }
+
+    /// The row's primary key as text, `None` when it is null.
+    pub fn key(&self, row: usize) -> Option<String> {
+        let (field, array) = self.key;
+        if array.is_null(row) {
+            return None;
+        }
+        match array.data_type() {
+            DataType::Int64 => Some(array.as_primitive::<types::Int64Type>().value(row).to_string()),
+            DataType::Int32 => Some(array.as_primitive::<types::Int32Type>().value(row).to_string()),
+            DataType::Utf8 => Some(array.as_string::<i32>().value(row).to_string()),
+            _ => value_at(field, array.as_ref(), row).to_text(),
+        }
+    }
+
+    /// The row's fingerprint over the hashed columns (names included, so renaming a
+    /// destination field re-sends the records).
+    pub fn fingerprint(&mut self, row: usize) -> Fingerprint {
+        self.buffer.clear();
+        for (name, column) in &self.columns {
+            push_var(&mut self.buffer, 9, name.as_bytes());
+            column.encode(row, &mut self.buffer);
+        }
+        Fingerprint(xxh3_128(&self.buffer))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use arrow_array::{Int64Array, StringArray};
+
+    use super::*;
+
+    fn fingerprints(names: Vec<Option<&str>>, ids: Vec<i64>) -> Vec<Fingerprint> {
+        let name_field = Field::new("name", DataType::Utf8, true);
+        let id_field = Field::new("id", DataType::Int64, true);
+        let names: ArrayRef = Arc::new(StringArray::from(names));
+        let ids: ArrayRef = Arc::new(Int64Array::from(ids));
+        let mut hasher = RowHasher::new(vec![("name", &name_field, &names), ("id", &id_field, &ids)], (&id_field, &ids));
+        (0..ids.len()).map(|row| hasher.fingerprint(row)).collect()
+    }
+
+    #[test]
+    fn equal_rows_hash_equal_and_different_rows_differ() {
+        let a = fingerprints(vec![Some("x"), Some("x"), Some("y"), None, Some("")], vec![1, 1, 1, 1, 1]);
+        assert_eq!(a[0], a[1]);
+        assert_ne!(a[0], a[2]);
+        assert_ne!(a[3], a[4], "null and empty text must differ");
+    }
+
+    #[test]
+    fn keys_render_as_text() {
+        let id_field = Field::new("id", DataType::Int64, true);
+        let ids: ArrayRef = Arc::new(Int64Array::from(vec![Some(42), None]));
+        let hasher = RowHasher::new(vec![], (&id_field, &ids));
+        assert_eq!(hasher.key(0).as_deref(), Some("42"));
+        assert_eq!(hasher.key(1), None);
+    }
+}

@@ -1,0 +1,80 @@
+//! One run of a sync: lock, plan, prepare the destination, deliver, finish.
+
+use std::time::{Duration, Instant};
+
+use sluice_core::Target;
+use sluice_state::{RunCounts, RunId, RunStatus};
+
+use crate::planner::{plan, PlanCounts};
+use crate::{EngineError, Progress, SyncJob};
+
+/// What a run did.
+#[derive(Debug, Clone)]
+pub struct RunReport {
+    pub sync: String,
+    pub run_id: RunId,
+    pub status: RunStatus,
+    /// Records applied, rejected or left retryable in this run.
+    pub counts: RunCounts,
+    /// What the diff found.
+    pub plan: PlanCounts,
+    /// The destination changed, so the old snapshot was dropped and everything re-sent.
+    pub snapshot_reset: bool,
+    pub error: Option<String>,
+    pub duration: Duration,
+}
+
+/// Runs a sync once. Fails before a run is recorded when the lock is held by another
+/// process or the state store is unreachable; afterwards every failure is recorded on the
+/// run and returned in the report.
+pub async fn run_sync(job: &SyncJob<'_>, progress: &dyn Progress) -> Result<RunReport, EngineError> {
+    let started = Instant::now();
+    let _lock = job.store.lock(job.sync).await?;
+    crate::spill::remove_stale(&job.spill_dir, job.sync);
+    let start = job.store.start_run(job.sync, &job.destination.identity()).await?;
+    if start.snapshot_reset {
+        tracing::warn!(sync = job.sync, "the destination changed since the last run; sending every record again");
+    }
+    let mut plan_counts = PlanCounts::default();
+    let outcome = execute(job, start.run_id, progress, &mut plan_counts).await;
+    let (status, counts, error) = match outcome {
+        Ok(counts) if counts.rejected + counts.retryable > 0 => (RunStatus::Partial, counts, None),
+        Ok(counts) => (RunStatus::Succeeded, counts, None),
+        Err((counts, error)) => (RunStatus::Failed, counts, Some(error.to_string())),
+    };
+    job.store.finish_run(start.run_id, status, plan_counts.unchanged, error.as_deref()).await?;
+    Ok(RunReport {
+        sync: job.sync.to_string(),
+        run_id: start.run_id,
+        status,
+        counts,
+        plan: plan_counts,
+        snapshot_reset: start.snapshot_reset,
+        error,
+        duration: started.elapsed(),
+    })
+}
+
+async fn execute(
+    job: &SyncJob<'_>,
+    run_id: RunId,
+    progress: &dyn Progress,
+    plan_counts: &mut PlanCounts,
+) -> Result<RunCounts, (RunCounts, EngineError)> {
+    let failed = |error| (RunCounts::default(), error);
+    let mut plan = plan(job, true, true, progress).await.map_err(failed)?;
+    *plan_counts = plan.counts;
+    progress.planned(&plan.counts);
+    if plan.counts.changes() == 0 {
+        return Ok(RunCounts::default());
+    }
+    let target = Target { sync: job.sync.to_string(), mode: job.mode, fields: plan.fields.clone(), key_field: plan.key_field.clone() };
+    job.destination
+        .prepare(&target)
+        .await
+        .map_err(|error| failed(EngineError::Destination { destination: job.destination.describe(), error }))?;
+    match crate::driver::deliver(job, run_id, &mut plan, progress).await {
+        (counts, None) => Ok(counts),
+        (counts, Some(error)) => Err((counts, error)),
+    }
+}

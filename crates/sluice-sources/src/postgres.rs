@@ -1,0 +1,729 @@
+//! PostgreSQL source: streams a model's rows over binary COPY into Arrow record batches.
+
+use std::collections::{HashMap, HashSet};
+use std::net::IpAddr;
+use std::pin::Pin;
+use std::str::FromStr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use arrow_array::builder::{
+    BinaryBuilder, BooleanBuilder, Date32Builder, Float32Builder, Float64Builder, Int16Builder,
+    Int32Builder, Int64Builder, StringBuilder, TimestampMicrosecondBuilder,
+};
+use arrow_array::{ArrayRef, RecordBatch};
+use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use async_trait::async_trait;
+use futures::StreamExt;
+use postgres_types::{FromSql, Kind, Type};
+use serde::Deserialize;
+use sluice_core::{
+    ModelQuery, RecordBatchStream, ScanOptions, Source, SourceError, LOGICAL_TYPE_KEY,
+};
+use tokio::task::JoinHandle;
+use tokio_postgres::binary_copy::{BinaryCopyOutRow, BinaryCopyOutStream};
+use tokio_postgres::config::Host;
+use tokio_postgres::{Client, NoTls};
+
+/// Used when the URL sets no `connect_timeout`, so an unreachable host fails a run in
+/// reasonable time instead of waiting for the operating system's TCP timeout.
+const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Microseconds between the Unix epoch and PostgreSQL's epoch (2000-01-01).
+const PG_EPOCH_MICROS: i64 = 946_684_800_000_000;
+
+/// Days between the Unix epoch and PostgreSQL's epoch (2000-01-01).
+const PG_EPOCH_DAYS: i32 = 10_957;
+
+/// Arrow offsets are i32, so one string or binary column of a batch holds at most this many bytes.
+const MAX_COLUMN_BYTES: usize = i32::MAX as usize;
+
+/// The `url` form shown when a URL cannot be used.
+const EXPECTED_URL: &str = "expected a url such as postgres://user:password@host:5432/database";
+
+/// Project configuration of a PostgreSQL source.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PostgresSourceConfig {
+    /// Connection URL, e.g. postgres://user@host:5432/db
+    pub url: String,
+}
+
+/// A PostgreSQL database that models are read from.
+pub struct PostgresSource {
+    config: tokio_postgres::Config,
+    description: String,
+}
+
+impl std::fmt::Debug for PostgresSource {
+    // The parsed config holds the password, so only the description is shown.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.description)
+    }
+}
+
+impl PostgresSource {
+    /// Parses the URL without connecting.
+    pub fn new(config: PostgresSourceConfig) -> Result<Self, String> {
+        let mut parsed = tokio_postgres::Config::from_str(&config.url)
+            .map_err(|e| format!("invalid postgres url ({}): {EXPECTED_URL}", error_chain(&e)))?;
+        if parsed.get_hosts().is_empty() && parsed.get_hostaddrs().is_empty() {
+            return Err(format!("the postgres url names no host: {EXPECTED_URL}"));
+        }
+        if parsed.get_connect_timeout().is_none() {
+            parsed.connect_timeout(DEFAULT_CONNECT_TIMEOUT);
+        }
+        let description = describe_config(&parsed);
+        Ok(PostgresSource {
+            config: parsed,
+            description,
+        })
+    }
+
+    async fn connect(&self) -> Result<Connection, SourceError> {
+        let (client, connection) =
+            self.config
+                .connect(NoTls)
+                .await
+                .map_err(|e| SourceError::Connect {
+                    target: self.describe(),
+                    cause: error_text(&e),
+                })?;
+        let failure = Arc::new(Mutex::new(None));
+        let slot = Arc::clone(&failure);
+        // The connection's own error is otherwise lost; keep it so that a later
+        // "connection closed" from the client can say why.
+        let task = tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                if let Ok(mut slot) = slot.lock() {
+                    *slot = Some(error_text(&e));
+                }
+            }
+        });
+        Ok(Connection {
+            client,
+            task,
+            failure,
+        })
+    }
+
+    fn query_error(
+        &self,
+        error: &tokio_postgres::Error,
+        failure: &ConnectionFailure,
+    ) -> SourceError {
+        SourceError::Query {
+            target: self.describe(),
+            cause: client_error_text(error, failure),
+        }
+    }
+}
+
+/// `postgres host:port/database`, from the parsed config so the password never appears.
+fn describe_config(config: &tokio_postgres::Config) -> String {
+    let host = match (config.get_hosts().first(), config.get_hostaddrs().first()) {
+        (Some(Host::Tcp(host)), _) => host.clone(),
+        #[cfg(unix)]
+        (Some(Host::Unix(path)), _) => path.display().to_string(),
+        (None, Some(addr)) => addr.to_string(),
+        (None, None) => "localhost".to_string(),
+    };
+    let host = match host.parse::<IpAddr>() {
+        Ok(IpAddr::V6(_)) => format!("[{host}]"),
+        _ => host,
+    };
+    let port = config.get_ports().first().copied().unwrap_or(5432);
+    // PostgreSQL defaults the database to the user name.
+    match config.get_dbname().or(config.get_user()) {
+        Some(db) => format!("postgres {host}:{port}/{db}"),
+        None => format!("postgres {host}:{port}"),
+    }
+}
+
+type ConnectionFailure = Arc<Mutex<Option<String>>>;
+
+struct Connection {
+    client: Client,
+    task: JoinHandle<()>,
+    failure: ConnectionFailure,
+}
+
+#[async_trait]
+impl Source for PostgresSource {
+    fn describe(&self) -> String {
+        self.description.clone()
+    }
+
+    async fn check(&self) -> Result<(), SourceError> {
+        let connection = self.connect().await?;
+        connection
+            .client
+            .simple_query("SELECT 1")
+            .await
+            .map_err(|e| self.query_error(&e, &connection.failure))?;
+        Ok(())
+    }
+
+    async fn scan(
+        &self,
+        query: &ModelQuery,
+        options: ScanOptions,
+    ) -> Result<RecordBatchStream, SourceError> {
+        let model_sql = model_sql(query);
+        let connection = self.connect().await?;
+        let client = &connection.client;
+        let statement = client
+            .prepare(&model_sql)
+            .await
+            .map_err(|e| self.query_error(&e, &connection.failure))?;
+        let plan = plan_columns(statement.columns().iter().map(|c| (c.name(), c.type_())))?;
+
+        let projection: Vec<String> = plan.iter().map(|c| c.projection.clone()).collect();
+        let limit = options
+            .limit
+            .map(|n| format!(" LIMIT {n}"))
+            .unwrap_or_default();
+        // The newlines keep a trailing `--` comment in the model from swallowing the wrapper.
+        let copy_sql = format!(
+            "COPY (SELECT {} FROM (\n{model_sql}\n) AS sluice_model{limit}) TO STDOUT (FORMAT binary)",
+            projection.join(", ")
+        );
+        let copy = client
+            .copy_out(copy_sql.as_str())
+            .await
+            .map_err(|e| self.query_error(&e, &connection.failure))?;
+        let copy_types: Vec<Type> = plan.iter().map(|c| c.copy_type.clone()).collect();
+        let rows = Box::pin(BinaryCopyOutStream::new(copy, &copy_types));
+
+        let schema: SchemaRef = Arc::new(Schema::new(
+            plan.iter().map(|c| c.field.clone()).collect::<Vec<_>>(),
+        ));
+        let state = ScanState {
+            target: self.describe(),
+            schema: Arc::clone(&schema),
+            names: plan.iter().map(|c| c.field.name().clone()).collect(),
+            builders: plan.iter().map(|c| ColumnBuilder::new(c.decode)).collect(),
+            batch_rows: options.batch_rows.max(1),
+            rows,
+            pending: None,
+            finished: false,
+            copy_done: false,
+            connection,
+        };
+        let batches = futures::stream::unfold(state, |mut state| async move {
+            let item = state.next_batch().await?;
+            Some((item, state))
+        });
+        Ok(RecordBatchStream {
+            schema,
+            batches: Box::pin(batches),
+        })
+    }
+}
+
+/// The model as one SQL query, fit to be wrapped in a subquery.
+fn model_sql(query: &ModelQuery) -> String {
+    match query {
+        ModelQuery::Table(name) => {
+            let quoted: Vec<String> = name.split('.').map(quote_ident).collect();
+            format!("SELECT * FROM {}", quoted.join("."))
+        }
+        ModelQuery::Sql(sql) => sql
+            .trim_end_matches(|c: char| c == ';' || c.is_whitespace())
+            .to_string(),
+    }
+}
+
+fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// How a column's binary COPY value is decoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Decode {
+    Bool,
+    Int16,
+    Int32,
+    Int64,
+    Float32,
+    Float64,
+    Text,
+    Binary,
+    Date,
+    Timestamp,
+    TimestampTz,
+}
+
+struct ColumnPlan {
+    field: Field,
+    projection: String,
+    copy_type: Type,
+    decode: Decode,
+}
+
+fn plan_columns<'a>(
+    columns: impl Iterator<Item = (&'a str, &'a Type)>,
+) -> Result<Vec<ColumnPlan>, SourceError> {
+    let mut seen = HashSet::new();
+    let mut plan = Vec::new();
+    for (name, pg_type) in columns {
+        if !seen.insert(name) {
+            return Err(SourceError::Data(format!(
+                "the model returns more than one column named `{name}`: give each column a unique alias (SELECT ... AS other_name)"
+            )));
+        }
+        plan.push(plan_column(name, pg_type));
+    }
+    if plan.is_empty() {
+        return Err(SourceError::Data(
+            "the model returns no columns".to_string(),
+        ));
+    }
+    Ok(plan)
+}
+
+fn plan_column(name: &str, pg_type: &Type) -> ColumnPlan {
+    // Domains travel in their base type's binary format.
+    let base = base_type(pg_type);
+    let native = match *base {
+        Type::BOOL => Some((Decode::Bool, DataType::Boolean)),
+        Type::INT2 => Some((Decode::Int16, DataType::Int16)),
+        Type::INT4 => Some((Decode::Int32, DataType::Int32)),
+        Type::INT8 => Some((Decode::Int64, DataType::Int64)),
+        Type::FLOAT4 => Some((Decode::Float32, DataType::Float32)),
+        Type::FLOAT8 => Some((Decode::Float64, DataType::Float64)),
+        Type::TEXT | Type::VARCHAR | Type::BPCHAR | Type::NAME => {
+            Some((Decode::Text, DataType::Utf8))
+        }
+        Type::BYTEA => Some((Decode::Binary, DataType::Binary)),
+        Type::DATE => Some((Decode::Date, DataType::Date32)),
+        Type::TIMESTAMP => Some((
+            Decode::Timestamp,
+            DataType::Timestamp(TimeUnit::Microsecond, None),
+        )),
+        Type::TIMESTAMPTZ => Some((
+            Decode::TimestampTz,
+            DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+        )),
+        _ => None,
+    };
+    let quoted = quote_ident(name);
+    match native {
+        Some((decode, data_type)) => ColumnPlan {
+            field: Field::new(name, data_type, true),
+            projection: quoted,
+            copy_type: base.clone(),
+            decode,
+        },
+        None => {
+            let logical = match *base {
+                Type::NUMERIC => Some("decimal"),
+                Type::JSON | Type::JSONB => Some("json"),
+                _ => None,
+            };
+            let mut field = Field::new(name, DataType::Utf8, true);
+            if let Some(logical) = logical {
+                field = field.with_metadata(HashMap::from([(
+                    LOGICAL_TYPE_KEY.to_string(),
+                    logical.to_string(),
+                )]));
+            }
+            ColumnPlan {
+                field,
+                projection: format!("{quoted}::text"),
+                copy_type: Type::TEXT,
+                decode: Decode::Text,
+            }
+        }
+    }
+}
+
+fn base_type(pg_type: &Type) -> &Type {
+    match pg_type.kind() {
+        Kind::Domain(inner) => base_type(inner),
+        _ => pg_type,
+    }
+}
+
+/// One binary COPY field, undecoded; decoding is done here so that every failure is an
+/// error naming the column rather than a panic.
+struct Raw<'a>(Option<&'a [u8]>);
+
+impl<'a> FromSql<'a> for Raw<'a> {
+    fn from_sql(_: &Type, raw: &'a [u8]) -> Result<Self, Box<dyn std::error::Error + Sync + Send>> {
+        Ok(Raw(Some(raw)))
+    }
+
+    fn from_sql_null(_: &Type) -> Result<Self, Box<dyn std::error::Error + Sync + Send>> {
+        Ok(Raw(None))
+    }
+
+    fn accepts(_: &Type) -> bool {
+        true
+    }
+}
+
+enum ColumnBuilder {
+    Bool(BooleanBuilder),
+    Int16(Int16Builder),
+    Int32(Int32Builder),
+    Int64(Int64Builder),
+    Float32(Float32Builder),
+    Float64(Float64Builder),
+    Text(StringBuilder),
+    Binary(BinaryBuilder),
+    Date(Date32Builder),
+    Timestamp(TimestampMicrosecondBuilder),
+}
+
+impl ColumnBuilder {
+    fn new(decode: Decode) -> ColumnBuilder {
+        match decode {
+            Decode::Bool => ColumnBuilder::Bool(BooleanBuilder::new()),
+            Decode::Int16 => ColumnBuilder::Int16(Int16Builder::new()),
+            Decode::Int32 => ColumnBuilder::Int32(Int32Builder::new()),
+            Decode::Int64 => ColumnBuilder::Int64(Int64Builder::new()),
+            Decode::Float32 => ColumnBuilder::Float32(Float32Builder::new()),
+            Decode::Float64 => ColumnBuilder::Float64(Float64Builder::new()),
+            Decode::Text => ColumnBuilder::Text(StringBuilder::new()),
+            Decode::Binary => ColumnBuilder::Binary(BinaryBuilder::new()),
+            Decode::Date => ColumnBuilder::Date(Date32Builder::new()),
+            Decode::Timestamp => ColumnBuilder::Timestamp(TimestampMicrosecondBuilder::new()),
+            Decode::TimestampTz => {
+                ColumnBuilder::Timestamp(TimestampMicrosecondBuilder::new().with_timezone("UTC"))
+            }
+        }
+    }
+
+    /// Whether `len` more bytes fit in this batch's column.
+    fn has_room(&self, len: usize) -> bool {
+        match self {
+            ColumnBuilder::Text(b) => {
+                b.values_slice().len().saturating_add(len) <= MAX_COLUMN_BYTES
+            }
+            ColumnBuilder::Binary(b) => {
+                b.values_slice().len().saturating_add(len) <= MAX_COLUMN_BYTES
+            }
+            _ => true,
+        }
+    }
+
+    fn append(&mut self, raw: Option<&[u8]>) -> Result<(), String> {
+        let Some(raw) = raw else {
+            match self {
+                ColumnBuilder::Bool(b) => b.append_null(),
+                ColumnBuilder::Int16(b) => b.append_null(),
+                ColumnBuilder::Int32(b) => b.append_null(),
+                ColumnBuilder::Int64(b) => b.append_null(),
+                ColumnBuilder::Float32(b) => b.append_null(),
+                ColumnBuilder::Float64(b) => b.append_null(),
+                ColumnBuilder::Text(b) => b.append_null(),
+                ColumnBuilder::Binary(b) => b.append_null(),
+                ColumnBuilder::Date(b) => b.append_null(),
+                ColumnBuilder::Timestamp(b) => b.append_null(),
+            }
+            return Ok(());
+        };
+        match self {
+            ColumnBuilder::Bool(b) => b.append_value(fixed::<1>(raw)?[0] != 0),
+            ColumnBuilder::Int16(b) => b.append_value(i16::from_be_bytes(fixed(raw)?)),
+            ColumnBuilder::Int32(b) => b.append_value(i32::from_be_bytes(fixed(raw)?)),
+            ColumnBuilder::Int64(b) => b.append_value(i64::from_be_bytes(fixed(raw)?)),
+            ColumnBuilder::Float32(b) => b.append_value(f32::from_be_bytes(fixed(raw)?)),
+            ColumnBuilder::Float64(b) => b.append_value(f64::from_be_bytes(fixed(raw)?)),
+            ColumnBuilder::Text(b) => b.append_value(
+                std::str::from_utf8(raw)
+                    .map_err(|e| format!("the value is not valid utf-8 ({e})"))?,
+            ),
+            ColumnBuilder::Binary(b) => b.append_value(raw),
+            ColumnBuilder::Date(b) => b.append_value(unix_days(i32::from_be_bytes(fixed(raw)?))?),
+            ColumnBuilder::Timestamp(b) => {
+                b.append_value(unix_micros(i64::from_be_bytes(fixed(raw)?))?)
+            }
+        }
+        Ok(())
+    }
+
+    fn finish(&mut self) -> ArrayRef {
+        match self {
+            ColumnBuilder::Bool(b) => Arc::new(b.finish()),
+            ColumnBuilder::Int16(b) => Arc::new(b.finish()),
+            ColumnBuilder::Int32(b) => Arc::new(b.finish()),
+            ColumnBuilder::Int64(b) => Arc::new(b.finish()),
+            ColumnBuilder::Float32(b) => Arc::new(b.finish()),
+            ColumnBuilder::Float64(b) => Arc::new(b.finish()),
+            ColumnBuilder::Text(b) => Arc::new(b.finish()),
+            ColumnBuilder::Binary(b) => Arc::new(b.finish()),
+            ColumnBuilder::Date(b) => Arc::new(b.finish()),
+            ColumnBuilder::Timestamp(b) => Arc::new(b.finish()),
+        }
+    }
+}
+
+fn fixed<const N: usize>(raw: &[u8]) -> Result<[u8; N], String> {
+    <[u8; N]>::try_from(raw)
+        .map_err(|_| format!("expected a {N}-byte value, got {} bytes", raw.len()))
+}
+
+const NOT_REPRESENTABLE: &str =
+    "which arrow cannot represent; filter such rows out or cast the column to text in the model's sql";
+
+/// PostgreSQL days since 2000-01-01 to days since 1970-01-01.
+fn unix_days(pg_days: i32) -> Result<i32, String> {
+    match pg_days {
+        i32::MAX => Err(format!("it holds the date 'infinity', {NOT_REPRESENTABLE}")),
+        i32::MIN => Err(format!(
+            "it holds the date '-infinity', {NOT_REPRESENTABLE}"
+        )),
+        days => days
+            .checked_add(PG_EPOCH_DAYS)
+            .ok_or_else(|| format!("it holds a date out of range, {NOT_REPRESENTABLE}")),
+    }
+}
+
+/// PostgreSQL microseconds since 2000-01-01 to microseconds since the Unix epoch.
+fn unix_micros(pg_micros: i64) -> Result<i64, String> {
+    match pg_micros {
+        i64::MAX => Err(format!(
+            "it holds the timestamp 'infinity', {NOT_REPRESENTABLE}"
+        )),
+        i64::MIN => Err(format!(
+            "it holds the timestamp '-infinity', {NOT_REPRESENTABLE}"
+        )),
+        micros => micros
+            .checked_add(PG_EPOCH_MICROS)
+            .ok_or_else(|| format!("it holds a timestamp out of range, {NOT_REPRESENTABLE}")),
+    }
+}
+
+/// The state of a running scan, carried from batch to batch by the stream.
+struct ScanState {
+    target: String,
+    schema: SchemaRef,
+    names: Vec<String>,
+    builders: Vec<ColumnBuilder>,
+    batch_rows: usize,
+    rows: Pin<Box<BinaryCopyOutStream>>,
+    /// A row read but left for the next batch because this one was full.
+    pending: Option<BinaryCopyOutRow>,
+    /// No more batches will be yielded.
+    finished: bool,
+    /// The server has ended the COPY, so the connection can close without discarding data.
+    copy_done: bool,
+    /// Owns the client: the COPY runs on its connection.
+    connection: Connection,
+}
+
+impl ScanState {
+    async fn next_batch(&mut self) -> Option<Result<RecordBatch, SourceError>> {
+        if self.finished {
+            return None;
+        }
+        match self.fill().await {
+            Ok(0) => {
+                self.finished = true;
+                None
+            }
+            Ok(_) => {
+                let columns = self
+                    .builders
+                    .iter_mut()
+                    .map(ColumnBuilder::finish)
+                    .collect();
+                let batch = RecordBatch::try_new(Arc::clone(&self.schema), columns).map_err(|e| {
+                    SourceError::Data(format!(
+                        "cannot build a record batch from {}: {e}",
+                        self.target
+                    ))
+                });
+                if batch.is_err() {
+                    self.finished = true;
+                }
+                Some(batch)
+            }
+            Err(e) => {
+                self.finished = true;
+                Some(Err(e))
+            }
+        }
+    }
+
+    /// Appends rows to the builders until the batch is full or the data ends.
+    async fn fill(&mut self) -> Result<usize, SourceError> {
+        let mut count = 0;
+        while count < self.batch_rows {
+            let row = match self.pending.take() {
+                Some(row) => row,
+                None => match self.rows.next().await {
+                    Some(Ok(row)) => row,
+                    Some(Err(e)) => {
+                        self.copy_done = true;
+                        return Err(SourceError::Query {
+                            target: self.target.clone(),
+                            cause: client_error_text(&e, &self.connection.failure),
+                        });
+                    }
+                    None => {
+                        self.copy_done = true;
+                        self.finished = true;
+                        break;
+                    }
+                },
+            };
+            let values = self.values(&row)?;
+            let fits = self
+                .builders
+                .iter()
+                .zip(&values)
+                .all(|(b, v)| b.has_room(v.map_or(0, <[u8]>::len)));
+            if !fits && count > 0 {
+                self.pending = Some(row);
+                break;
+            }
+            for ((builder, value), name) in self.builders.iter_mut().zip(values).zip(&self.names) {
+                builder.append(value).map_err(|message| {
+                    SourceError::Data(format!(
+                        "cannot read column `{name}` of {}: {message}",
+                        self.target
+                    ))
+                })?;
+            }
+            count += 1;
+        }
+        Ok(count)
+    }
+
+    fn values<'r>(&self, row: &'r BinaryCopyOutRow) -> Result<Vec<Option<&'r [u8]>>, SourceError> {
+        (0..self.names.len())
+            .map(|i| {
+                row.try_get::<Raw>(i).map(|raw| raw.0).map_err(|e| {
+                    SourceError::Data(format!(
+                        "cannot read column `{}` of {}: {}",
+                        self.names[i],
+                        self.target,
+                        error_chain(&e)
+                    ))
+                })
+            })
+            .collect()
+    }
+}
+
+impl Drop for ScanState {
+    fn drop(&mut self) {
+        // Dropping the client alone would leave the connection reading the rest of the
+        // COPY to discard it; closing the socket makes the server stop instead.
+        if !self.copy_done {
+            self.connection.task.abort();
+        }
+    }
+}
+
+/// An error's text for a user: the database message and SQLSTATE for server errors,
+/// otherwise the whole chain of causes (e.g. "connection refused").
+fn error_text(error: &tokio_postgres::Error) -> String {
+    match error.as_db_error() {
+        Some(db) => {
+            let mut text = format!("{} (SQLSTATE {})", db.message(), db.code().code());
+            if let Some(detail) = db.detail() {
+                text.push_str(&format!("; {detail}"));
+            }
+            if let Some(hint) = db.hint() {
+                text.push_str(&format!("; hint: {hint}"));
+            }
+            text
+        }
+        None => error_chain(error),
+    }
+}
+
+/// Like [`error_text`], adding why the connection closed when that is the error.
+fn client_error_text(error: &tokio_postgres::Error, failure: &ConnectionFailure) -> String {
+    let text = error_text(error);
+    if error.is_closed() {
+        if let Some(cause) = failure.lock().ok().and_then(|slot| slot.clone()) {
+            return format!("{text}: {cause}");
+        }
+    }
+    text
+}
+
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        // Some errors repeat their source's text in their own.
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn source(url: &str) -> Result<PostgresSource, String> {
+        PostgresSource::new(PostgresSourceConfig {
+            url: url.to_string(),
+        })
+    }
+
+    #[test]
+    fn describe_hides_the_password() {
+        let source = source("postgres://alice:s3cret@db.example.com:6543/sales").unwrap();
+        assert_eq!(source.describe(), "postgres db.example.com:6543/sales");
+        assert!(!format!("{source:?}").contains("s3cret"));
+    }
+
+    #[test]
+    fn describe_defaults_port_and_database() {
+        assert_eq!(
+            source("postgres://alice@localhost").unwrap().describe(),
+            "postgres localhost:5432/alice"
+        );
+        assert_eq!(
+            source("postgres://alice@[::1]/db").unwrap().describe(),
+            "postgres [::1]:5432/db"
+        );
+    }
+
+    #[test]
+    fn bad_urls_say_what_was_expected() {
+        let error = source("postgres://alice:s3cret@host:notaport/db").unwrap_err();
+        assert!(
+            error.contains("expected a url such as postgres://"),
+            "{error}"
+        );
+        assert!(!error.contains("s3cret"), "{error}");
+        let error = source("postgres:///db").unwrap_err();
+        assert!(error.contains("no host"), "{error}");
+    }
+
+    #[test]
+    fn table_names_are_quoted_per_part() {
+        let sql = model_sql(&ModelQuery::Table("public.My \"Table\"".to_string()));
+        assert_eq!(sql, "SELECT * FROM \"public\".\"My \"\"Table\"\"\"");
+    }
+
+    #[test]
+    fn trailing_semicolons_and_whitespace_are_trimmed() {
+        assert_eq!(
+            model_sql(&ModelQuery::Sql("SELECT 1 ;\n ; \n".to_string())),
+            "SELECT 1"
+        );
+    }
+
+    #[test]
+    fn epochs_convert_and_infinity_is_an_error() {
+        assert_eq!(unix_days(0), Ok(10_957));
+        assert_eq!(unix_micros(0), Ok(946_684_800_000_000));
+        assert!(unix_days(i32::MAX).unwrap_err().contains("'infinity'"));
+        assert!(unix_micros(i64::MIN).unwrap_err().contains("'-infinity'"));
+        assert!(unix_micros(i64::MAX - 1).is_err());
+    }
+}

@@ -211,7 +211,11 @@ pub async fn plan(project: &Path, sync: &str, samples: usize) -> anyhow::Result<
         for change in plan.samples.iter().filter(|c| c.op == op).take(samples) {
             let fields: serde_json::Map<String, serde_json::Value> =
                 names.iter().zip(&change.values).map(|(n, v)| (n.clone(), v.to_json())).collect();
-            rows.push(vec![op.to_string(), change.key.clone(), truncate(&serde_json::Value::Object(fields).to_string(), 100)]);
+            rows.push(vec![
+                op.to_string(),
+                change.key.clone(),
+                truncate(&serde_json::Value::Object(fields).to_string(), 100),
+            ]);
         }
     }
     if !rows.is_empty() {
@@ -339,13 +343,26 @@ pub async fn runs(project: &Path, args: RunsArgs) -> anyhow::Result<u8> {
             }
             let rows: Vec<Vec<String>> = runs.iter().map(run_row).collect();
             print_table(
-                &["RUN", "SYNC", "STATUS", "STARTED (UTC)", "TOOK", "INSERTED", "UPDATED", "DELETED", "REJECTED", "RETRYABLE", "UNCHANGED"],
+                &[
+                    "RUN",
+                    "SYNC",
+                    "STATUS",
+                    "STARTED (UTC)",
+                    "TOOK",
+                    "INSERTED",
+                    "UPDATED",
+                    "DELETED",
+                    "REJECTED",
+                    "RETRYABLE",
+                    "UNCHANGED",
+                ],
                 &rows,
             );
             Ok(EXIT_OK)
         }
         Some(RunsCommand::Show { run_id, all, limit, json }) => {
-            let run = store.run(run_id).await?.ok_or_else(|| anyhow!("no run with id {run_id} in {}", store.describe()))?;
+            let run =
+                store.run(run_id).await?.ok_or_else(|| anyhow!("no run with id {run_id} in {}", store.describe()))?;
             let outcomes = store.outcomes(run_id, all, limit).await?;
             if json {
                 let records: Vec<serde_json::Value> = outcomes
@@ -382,12 +399,22 @@ pub async fn runs(project: &Path, args: RunsArgs) -> anyhow::Result<u8> {
                 println!("error: {error}");
             }
             if outcomes.is_empty() {
-                println!("{}", if all { "no records were sent in this run" } else { "every record sent in this run was applied" });
+                println!(
+                    "{}",
+                    if all { "no records were sent in this run" } else { "every record sent in this run was applied" }
+                );
             } else {
                 println!();
                 let rows: Vec<Vec<String>> = outcomes
                     .iter()
-                    .map(|o| vec![o.key.clone(), o.op.to_string(), o.status.as_str().to_string(), o.message.clone().unwrap_or_default()])
+                    .map(|o| {
+                        vec![
+                            o.key.clone(),
+                            o.op.to_string(),
+                            o.status.as_str().to_string(),
+                            o.message.clone().unwrap_or_default(),
+                        ]
+                    })
                     .collect();
                 print_table(&["KEY", "CHANGE", "STATUS", "MESSAGE"], &rows);
                 if outcomes.len() == limit {

@@ -70,7 +70,8 @@ const CHANGES: &[(&str, &str)] = &[
 pub async fn run(dir: &Path) -> anyhow::Result<u8> {
     prepare_dir(dir)?;
     let warehouse = dir.join("warehouse.db");
-    let connection = rusqlite::Connection::open(&warehouse).with_context(|| format!("cannot create {}", warehouse.display()))?;
+    let connection =
+        rusqlite::Connection::open(&warehouse).with_context(|| format!("cannot create {}", warehouse.display()))?;
     load_seeds(&connection)?;
     std::fs::create_dir_all(dir.join("models"))?;
     std::fs::write(dir.join("sluice.yaml"), PROJECT)?;
@@ -102,7 +103,10 @@ pub async fn run(dir: &Path) -> anyhow::Result<u8> {
     for line in new_lines.lines() {
         println!("  {line}");
     }
-    println!("\nNext: `cd {}` and try `sluice runs`, `sluice plan customers_to_file` or edit sluice.yaml.", dir.display());
+    println!(
+        "\nNext: `cd {}` and try `sluice runs`, `sluice plan customers_to_file` or edit sluice.yaml.",
+        dir.display()
+    );
     Ok(second)
 }
 

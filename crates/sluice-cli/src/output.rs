@@ -21,7 +21,10 @@ impl TerminalProgress {
     /// A spinner labelled with the sync's name.
     pub fn new(sync: &str) -> TerminalProgress {
         let bar = ProgressBar::new_spinner();
-        bar.set_style(ProgressStyle::with_template("{spinner} {prefix}: {msg}").unwrap_or_else(|_| ProgressStyle::default_spinner()));
+        bar.set_style(
+            ProgressStyle::with_template("{spinner} {prefix}: {msg}")
+                .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+        );
         bar.set_prefix(sync.to_string());
         bar.set_message("reading the model");
         bar.enable_steady_tick(std::time::Duration::from_millis(120));

@@ -181,13 +181,16 @@ fn display_path(root: &Path, path: &Path) -> String {
 
 fn read_file(path: &Path, shown: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<RawFile, ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|e| ConfigError::file(shown, format!("cannot read: {e}")))?;
-    let mut value: Value = serde_yaml::from_str(&text)
-        .map_err(|e| ConfigError::file(shown, format!("not valid YAML: {e}")))?;
+    let mut value: Value =
+        serde_yaml::from_str(&text).map_err(|e| ConfigError::file(shown, format!("not valid YAML: {e}")))?;
     if value.is_null() {
         value = Value::Mapping(Mapping::new());
     }
     if !value.is_mapping() {
-        return Err(ConfigError::file(shown, "expected a mapping of keys (version, name, sources, models, …) at the top level"));
+        return Err(ConfigError::file(
+            shown,
+            "expected a mapping of keys (version, name, sources, models, …) at the top level",
+        ));
     }
     interpolate_tree(&mut value, "", &|path, error| ConfigError::at(shown, path, error), env)?;
     decode_value(value, shown, "")
@@ -288,7 +291,9 @@ impl<'a> Builder<'a> {
             self.name = raw.name;
             self.state = raw.state.map(|s| (file.to_string(), s));
         } else {
-            for (key, present) in [("version", raw.version.is_some()), ("name", raw.name.is_some()), ("state", raw.state.is_some())] {
+            for (key, present) in
+                [("version", raw.version.is_some()), ("name", raw.name.is_some()), ("state", raw.state.is_some())]
+            {
                 if present {
                     self.errors.push(ConfigError::at(file, key, format!("only {PROJECT_FILE} may set `{key}`")));
                 }
@@ -424,7 +429,14 @@ impl<'a> Builder<'a> {
         };
         self.syncs.insert(
             name.clone(),
-            SyncSpec { name, model: raw.model, destination: raw.destination, mode: raw.mode, mapping, file: file.to_string() },
+            SyncSpec {
+                name,
+                model: raw.model,
+                destination: raw.destination,
+                mode: raw.mode,
+                mapping,
+                file: file.to_string(),
+            },
         );
     }
 
@@ -450,7 +462,11 @@ impl<'a> Builder<'a> {
                 self.errors.push(ConfigError::at(
                     &sync.file,
                     format!("syncs.{}.destination", sync.name),
-                    format!("no destination named `{}`: expected one of {}", sync.destination, names(&self.destinations)),
+                    format!(
+                        "no destination named `{}`: expected one of {}",
+                        sync.destination,
+                        names(&self.destinations)
+                    ),
                 ));
             }
         }

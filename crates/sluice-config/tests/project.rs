@@ -106,7 +106,10 @@ fn unknown_key_names_the_path_and_the_expected_keys() {
 fn missing_env_var_names_the_variable_and_key() {
     let dir = project_with(&[("sluice.yaml", CONTRACT)]);
     let error = load_error(dir.path(), &no_env);
-    assert!(error.contains("sluice.yaml: sources.warehouse.url: environment variable WAREHOUSE_URL is not set"), "{error}");
+    assert!(
+        error.contains("sluice.yaml: sources.warehouse.url: environment variable WAREHOUSE_URL is not set"),
+        "{error}"
+    );
 }
 
 #[test]
@@ -143,7 +146,10 @@ fn duplicate_names_across_files_are_errors() {
         ("models/more.yaml", "models:\n  customers: { source: warehouse, primary_key: id, table: t }\n"),
     ]);
     let error = load_error(dir.path(), &env);
-    assert!(error.contains("models/more.yaml: models.customers: defined twice: also defined in sluice.yaml"), "{error}");
+    assert!(
+        error.contains("models/more.yaml: models.customers: defined twice: also defined in sluice.yaml"),
+        "{error}"
+    );
 }
 
 #[test]

@@ -21,9 +21,7 @@ impl Fingerprint {
     /// Reads the stored form; anything but 16 bytes is treated as "unknown" (zero), which
     /// makes the record look changed and so re-sends it rather than losing it.
     pub fn from_bytes(bytes: &[u8]) -> Fingerprint {
-        <[u8; 16]>::try_from(bytes)
-            .map(|b| Fingerprint(u128::from_be_bytes(b)))
-            .unwrap_or(Fingerprint(0))
+        <[u8; 16]>::try_from(bytes).map(|b| Fingerprint(u128::from_be_bytes(b))).unwrap_or(Fingerprint(0))
     }
 }
 
@@ -109,11 +107,7 @@ pub struct ChangeBatch {
 impl ChangeBatch {
     /// The change's fields as a JSON object, destination field → value.
     pub fn fields_json(&self, change: &Change) -> serde_json::Map<String, serde_json::Value> {
-        self.fields
-            .iter()
-            .zip(&change.values)
-            .map(|(name, value)| (name.clone(), value.to_json()))
-            .collect()
+        self.fields.iter().zip(&change.values).map(|(name, value)| (name.clone(), value.to_json())).collect()
     }
 }
 

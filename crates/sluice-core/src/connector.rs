@@ -109,7 +109,11 @@ pub struct RetryPolicy {
 
 impl Default for RetryPolicy {
     fn default() -> Self {
-        RetryPolicy { max_retries: 5, initial_backoff: Duration::from_millis(250), max_backoff: Duration::from_secs(60) }
+        RetryPolicy {
+            max_retries: 5,
+            initial_backoff: Duration::from_millis(250),
+            max_backoff: Duration::from_secs(60),
+        }
     }
 }
 

@@ -4,9 +4,7 @@ pub mod change;
 pub mod connector;
 pub mod value;
 
-pub use change::{
-    Change, ChangeBatch, ChangeOp, ErrorClass, Fingerprint, Outcome, OutcomeStatus, SyncMode,
-};
+pub use change::{Change, ChangeBatch, ChangeOp, ErrorClass, Fingerprint, Outcome, OutcomeStatus, SyncMode};
 pub use connector::{
     Destination, DestinationError, FieldSpec, ModelQuery, RecordBatchStream, RetryPolicy, ScanOptions, Source,
     SourceError, Target, WriteContext,

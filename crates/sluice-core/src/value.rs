@@ -45,7 +45,10 @@ pub enum Value {
     /// Days since 1970-01-01.
     Date(i32),
     /// Microseconds since the Unix epoch; `utc` is true for zoned timestamps.
-    Timestamp { micros: i64, utc: bool },
+    Timestamp {
+        micros: i64,
+        utc: bool,
+    },
     /// A JSON document as text.
     Json(String),
 }
@@ -58,13 +61,10 @@ impl Value {
             Value::Null => J::Null,
             Value::Bool(b) => J::Bool(*b),
             Value::Int(i) => J::from(*i),
-            Value::Float(f) => serde_json::Number::from_f64(*f)
-                .map(J::Number)
-                .unwrap_or(J::Null),
-            Value::Decimal(d) => d
-                .parse::<serde_json::Number>()
-                .map(J::Number)
-                .unwrap_or_else(|_| J::String(d.clone())),
+            Value::Float(f) => serde_json::Number::from_f64(*f).map(J::Number).unwrap_or(J::Null),
+            Value::Decimal(d) => {
+                d.parse::<serde_json::Number>().map(J::Number).unwrap_or_else(|_| J::String(d.clone()))
+            }
             Value::Text(s) => J::String(s.clone()),
             Value::Bytes(b) => J::String(base64::engine::general_purpose::STANDARD.encode(b)),
             Value::Date(_) | Value::Timestamp { .. } => J::String(self.to_text().unwrap_or_default()),
@@ -91,13 +91,11 @@ impl Value {
             Value::Date(days) => chrono::NaiveDate::from_num_days_from_ce_opt(*days + 719_163)
                 .map(|d| d.format("%Y-%m-%d").to_string())
                 .unwrap_or_else(|| days.to_string()),
-            Value::Timestamp { micros, utc } => {
-                match chrono::DateTime::from_timestamp_micros(*micros) {
-                    Some(ts) if *utc => ts.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string(),
-                    Some(ts) => ts.naive_utc().format("%Y-%m-%dT%H:%M:%S%.6f").to_string(),
-                    None => micros.to_string(),
-                }
-            }
+            Value::Timestamp { micros, utc } => match chrono::DateTime::from_timestamp_micros(*micros) {
+                Some(ts) if *utc => ts.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string(),
+                Some(ts) => ts.naive_utc().format("%Y-%m-%dT%H:%M:%S%.6f").to_string(),
+                None => micros.to_string(),
+            },
         })
     }
 }
@@ -116,9 +114,7 @@ pub fn value_at(field: &Field, array: &dyn Array, row: usize) -> Value {
         DataType::Int16 => Value::Int(array.as_primitive::<types::Int16Type>().value(row).into()),
         DataType::Int32 => Value::Int(array.as_primitive::<types::Int32Type>().value(row).into()),
         DataType::Int64 => Value::Int(array.as_primitive::<types::Int64Type>().value(row)),
-        DataType::Float32 => {
-            Value::Float(array.as_primitive::<types::Float32Type>().value(row).into())
-        }
+        DataType::Float32 => Value::Float(array.as_primitive::<types::Float32Type>().value(row).into()),
         DataType::Float64 => Value::Float(array.as_primitive::<types::Float64Type>().value(row)),
         DataType::Utf8 => {
             let text = array.as_string::<i32>().value(row).to_string();
@@ -131,9 +127,7 @@ pub fn value_at(field: &Field, array: &dyn Array, row: usize) -> Value {
         DataType::Binary => Value::Bytes(array.as_binary::<i32>().value(row).to_vec()),
         DataType::Date32 => Value::Date(array.as_primitive::<types::Date32Type>().value(row)),
         DataType::Timestamp(TimeUnit::Microsecond, tz) => Value::Timestamp {
-            micros: array
-                .as_primitive::<types::TimestampMicrosecondType>()
-                .value(row),
+            micros: array.as_primitive::<types::TimestampMicrosecondType>().value(row),
             utc: tz.is_some(),
         },
         other => Value::Text(format!("<unsupported arrow type {other}>")),

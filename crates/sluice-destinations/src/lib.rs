@@ -32,7 +32,9 @@ pub fn build(spec: &ConnectorSpec, project_root: &Path) -> Result<Box<dyn Destin
         #[cfg(feature = "file")]
         "file" => {
             let config: file::FileConfig = spec.decode()?;
-            Ok(Box::new(file::FileDestination::new(config, project_root).map_err(|(key, message)| spec.error(key, message))?))
+            Ok(Box::new(
+                file::FileDestination::new(config, project_root).map_err(|(key, message)| spec.error(key, message))?,
+            ))
         }
         #[cfg(feature = "webhook")]
         "webhook" => {
@@ -42,9 +44,7 @@ pub fn build(spec: &ConnectorSpec, project_root: &Path) -> Result<Box<dyn Destin
         #[cfg(feature = "postgres")]
         "postgres" => {
             let config: postgres::PostgresDestinationConfig = spec.decode()?;
-            Ok(Box::new(
-                postgres::PostgresDestination::new(config).map_err(|(key, message)| spec.error(key, message))?,
-            ))
+            Ok(Box::new(postgres::PostgresDestination::new(config).map_err(|(key, message)| spec.error(key, message))?))
         }
         other => Err(spec.error(
             "type",

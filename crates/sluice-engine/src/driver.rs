@@ -3,7 +3,9 @@
 
 use std::time::Duration;
 
-use sluice_core::{Change, ChangeBatch, ChangeOp, Destination, DestinationError, ErrorClass, Outcome, OutcomeStatus, WriteContext};
+use sluice_core::{
+    Change, ChangeBatch, ChangeOp, Destination, DestinationError, ErrorClass, Outcome, OutcomeStatus, WriteContext,
+};
 use sluice_state::{CommitBatch, OutcomeRecord, RunCounts, RunId};
 
 use crate::planner::Plan;

@@ -151,7 +151,8 @@ mod tests {
         let id_field = Field::new("id", DataType::Int64, true);
         let names: ArrayRef = Arc::new(StringArray::from(names));
         let ids: ArrayRef = Arc::new(Int64Array::from(ids));
-        let mut hasher = RowHasher::new(vec![("name", &name_field, &names), ("id", &id_field, &ids)], (&id_field, &ids));
+        let mut hasher =
+            RowHasher::new(vec![("name", &name_field, &names), ("id", &id_field, &ids)], (&id_field, &ids));
         (0..ids.len()).map(|row| hasher.fingerprint(row)).collect()
     }
 

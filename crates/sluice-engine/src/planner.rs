@@ -135,11 +135,8 @@ pub async fn plan(
     spill: bool,
     progress: &dyn Progress,
 ) -> Result<Plan, EngineError> {
-    let source_error = |error| EngineError::Source {
-        model: job.model.to_string(),
-        source_name: job.source.describe(),
-        error,
-    };
+    let source_error =
+        |error| EngineError::Source { model: job.model.to_string(), source_name: job.source.describe(), error };
     let mut index = SnapshotIndex::load(job, use_snapshot).await?;
     let mut stream = job
         .source
@@ -243,8 +240,12 @@ pub async fn plan(
                 if let Some(position) = index.find(key_hash(key)) {
                     if !index.is_seen(position) {
                         index.mark_seen(position);
-                        let change =
-                            Change { op: ChangeOp::Delete, key: key.to_string(), fingerprint: Fingerprint(0), values: Vec::new() };
+                        let change = Change {
+                            op: ChangeOp::Delete,
+                            key: key.to_string(),
+                            fingerprint: Fingerprint(0),
+                            values: Vec::new(),
+                        };
                         if let Err(error) = emit(change, &mut counts) {
                             failure = Some(error);
                         }

@@ -68,7 +68,12 @@ async fn execute(
     if plan.counts.changes() == 0 {
         return Ok(RunCounts::default());
     }
-    let target = Target { sync: job.sync.to_string(), mode: job.mode, fields: plan.fields.clone(), key_field: plan.key_field.clone() };
+    let target = Target {
+        sync: job.sync.to_string(),
+        mode: job.mode,
+        fields: plan.fields.clone(),
+        key_field: plan.key_field.clone(),
+    };
     job.destination
         .prepare(&target)
         .await

@@ -38,7 +38,12 @@ impl SpillWriter {
     pub fn finish(self) -> std::io::Result<SpillReader> {
         let file = self.file.into_inner().map_err(|e| e.into_error())?;
         let reader = file.reopen()?;
-        Ok(SpillReader { _file: file, reader: BufReader::with_capacity(1 << 20, reader), remaining: self.len, buffer: Vec::new() })
+        Ok(SpillReader {
+            _file: file,
+            reader: BufReader::with_capacity(1 << 20, reader),
+            remaining: self.len,
+            buffer: Vec::new(),
+        })
     }
 }
 
@@ -101,7 +106,12 @@ mod tests {
                 op: if i % 2 == 0 { ChangeOp::Insert } else { ChangeOp::Delete },
                 key: i.to_string(),
                 fingerprint: Fingerprint(i as u128),
-                values: vec![Value::Int(i), Value::Text(format!("name {i}")), Value::Null, Value::Decimal("1.50".into())],
+                values: vec![
+                    Value::Int(i),
+                    Value::Text(format!("name {i}")),
+                    Value::Null,
+                    Value::Decimal("1.50".into()),
+                ],
             })
             .collect();
         for change in &changes {

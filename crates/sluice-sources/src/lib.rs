@@ -36,9 +36,7 @@ pub fn build(spec: &ConnectorSpec, project_root: &Path) -> Result<Box<dyn Source
             let source = postgres::PostgresSource::new(config).map_err(|message| spec.error("url", message))?;
             Ok(Box::new(source))
         }
-        other => Err(spec.error(
-            "type",
-            format!("unknown source type `{other}`: expected one of {}", supported_types().join(", ")),
-        )),
+        other => Err(spec
+            .error("type", format!("unknown source type `{other}`: expected one of {}", supported_types().join(", ")))),
     }
 }

@@ -8,8 +8,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use arrow_array::builder::{
-    BinaryBuilder, BooleanBuilder, Date32Builder, Float32Builder, Float64Builder, Int16Builder,
-    Int32Builder, Int64Builder, StringBuilder, TimestampMicrosecondBuilder,
+    BinaryBuilder, BooleanBuilder, Date32Builder, Float32Builder, Float64Builder, Int16Builder, Int32Builder,
+    Int64Builder, StringBuilder, TimestampMicrosecondBuilder,
 };
 use arrow_array::{ArrayRef, RecordBatch};
 use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
@@ -17,9 +17,7 @@ use async_trait::async_trait;
 use futures::StreamExt;
 use postgres_types::{FromSql, Kind, Type};
 use serde::Deserialize;
-use sluice_core::{
-    ModelQuery, RecordBatchStream, ScanOptions, Source, SourceError, LOGICAL_TYPE_KEY,
-};
+use sluice_core::{ModelQuery, RecordBatchStream, ScanOptions, Source, SourceError, LOGICAL_TYPE_KEY};
 use tokio::task::JoinHandle;
 use tokio_postgres::binary_copy::{BinaryCopyOutRow, BinaryCopyOutStream};
 use tokio_postgres::config::Host;
@@ -74,21 +72,15 @@ impl PostgresSource {
             parsed.connect_timeout(DEFAULT_CONNECT_TIMEOUT);
         }
         let description = describe_config(&parsed);
-        Ok(PostgresSource {
-            config: parsed,
-            description,
-        })
+        Ok(PostgresSource { config: parsed, description })
     }
 
     async fn connect(&self) -> Result<Connection, SourceError> {
-        let (client, connection) =
-            self.config
-                .connect(NoTls)
-                .await
-                .map_err(|e| SourceError::Connect {
-                    target: self.describe(),
-                    cause: error_text(&e),
-                })?;
+        let (client, connection) = self
+            .config
+            .connect(NoTls)
+            .await
+            .map_err(|e| SourceError::Connect { target: self.describe(), cause: error_text(&e) })?;
         let failure = Arc::new(Mutex::new(None));
         let slot = Arc::clone(&failure);
         // The connection's own error is otherwise lost; keep it so that a later
@@ -100,22 +92,11 @@ impl PostgresSource {
                 }
             }
         });
-        Ok(Connection {
-            client,
-            task,
-            failure,
-        })
+        Ok(Connection { client, task, failure })
     }
 
-    fn query_error(
-        &self,
-        error: &tokio_postgres::Error,
-        failure: &ConnectionFailure,
-    ) -> SourceError {
-        SourceError::Query {
-            target: self.describe(),
-            cause: client_error_text(error, failure),
-        }
+    fn query_error(&self, error: &tokio_postgres::Error, failure: &ConnectionFailure) -> SourceError {
+        SourceError::Query { target: self.describe(), cause: client_error_text(error, failure) }
     }
 }
 
@@ -156,48 +137,29 @@ impl Source for PostgresSource {
 
     async fn check(&self) -> Result<(), SourceError> {
         let connection = self.connect().await?;
-        connection
-            .client
-            .simple_query("SELECT 1")
-            .await
-            .map_err(|e| self.query_error(&e, &connection.failure))?;
+        connection.client.simple_query("SELECT 1").await.map_err(|e| self.query_error(&e, &connection.failure))?;
         Ok(())
     }
 
-    async fn scan(
-        &self,
-        query: &ModelQuery,
-        options: ScanOptions,
-    ) -> Result<RecordBatchStream, SourceError> {
+    async fn scan(&self, query: &ModelQuery, options: ScanOptions) -> Result<RecordBatchStream, SourceError> {
         let model_sql = model_sql(query);
         let connection = self.connect().await?;
         let client = &connection.client;
-        let statement = client
-            .prepare(&model_sql)
-            .await
-            .map_err(|e| self.query_error(&e, &connection.failure))?;
+        let statement = client.prepare(&model_sql).await.map_err(|e| self.query_error(&e, &connection.failure))?;
         let plan = plan_columns(statement.columns().iter().map(|c| (c.name(), c.type_())))?;
 
         let projection: Vec<String> = plan.iter().map(|c| c.projection.clone()).collect();
-        let limit = options
-            .limit
-            .map(|n| format!(" LIMIT {n}"))
-            .unwrap_or_default();
+        let limit = options.limit.map(|n| format!(" LIMIT {n}")).unwrap_or_default();
         // The newlines keep a trailing `--` comment in the model from swallowing the wrapper.
         let copy_sql = format!(
             "COPY (SELECT {} FROM (\n{model_sql}\n) AS sluice_model{limit}) TO STDOUT (FORMAT binary)",
             projection.join(", ")
         );
-        let copy = client
-            .copy_out(copy_sql.as_str())
-            .await
-            .map_err(|e| self.query_error(&e, &connection.failure))?;
+        let copy = client.copy_out(copy_sql.as_str()).await.map_err(|e| self.query_error(&e, &connection.failure))?;
         let copy_types: Vec<Type> = plan.iter().map(|c| c.copy_type.clone()).collect();
         let rows = Box::pin(BinaryCopyOutStream::new(copy, &copy_types));
 
-        let schema: SchemaRef = Arc::new(Schema::new(
-            plan.iter().map(|c| c.field.clone()).collect::<Vec<_>>(),
-        ));
+        let schema: SchemaRef = Arc::new(Schema::new(plan.iter().map(|c| c.field.clone()).collect::<Vec<_>>()));
         let state = ScanState {
             target: self.describe(),
             schema: Arc::clone(&schema),
@@ -214,10 +176,7 @@ impl Source for PostgresSource {
             let item = state.next_batch().await?;
             Some((item, state))
         });
-        Ok(RecordBatchStream {
-            schema,
-            batches: Box::pin(batches),
-        })
+        Ok(RecordBatchStream { schema, batches: Box::pin(batches) })
     }
 }
 
@@ -228,9 +187,7 @@ fn model_sql(query: &ModelQuery) -> String {
             let quoted: Vec<String> = name.split('.').map(quote_ident).collect();
             format!("SELECT * FROM {}", quoted.join("."))
         }
-        ModelQuery::Sql(sql) => sql
-            .trim_end_matches(|c: char| c == ';' || c.is_whitespace())
-            .to_string(),
+        ModelQuery::Sql(sql) => sql.trim_end_matches(|c: char| c == ';' || c.is_whitespace()).to_string(),
     }
 }
 
@@ -261,9 +218,7 @@ struct ColumnPlan {
     decode: Decode,
 }
 
-fn plan_columns<'a>(
-    columns: impl Iterator<Item = (&'a str, &'a Type)>,
-) -> Result<Vec<ColumnPlan>, SourceError> {
+fn plan_columns<'a>(columns: impl Iterator<Item = (&'a str, &'a Type)>) -> Result<Vec<ColumnPlan>, SourceError> {
     let mut seen = HashSet::new();
     let mut plan = Vec::new();
     for (name, pg_type) in columns {
@@ -275,9 +230,7 @@ fn plan_columns<'a>(
         plan.push(plan_column(name, pg_type));
     }
     if plan.is_empty() {
-        return Err(SourceError::Data(
-            "the model returns no columns".to_string(),
-        ));
+        return Err(SourceError::Data("the model returns no columns".to_string()));
     }
     Ok(plan)
 }
@@ -292,29 +245,20 @@ fn plan_column(name: &str, pg_type: &Type) -> ColumnPlan {
         Type::INT8 => Some((Decode::Int64, DataType::Int64)),
         Type::FLOAT4 => Some((Decode::Float32, DataType::Float32)),
         Type::FLOAT8 => Some((Decode::Float64, DataType::Float64)),
-        Type::TEXT | Type::VARCHAR | Type::BPCHAR | Type::NAME => {
-            Some((Decode::Text, DataType::Utf8))
-        }
+        Type::TEXT | Type::VARCHAR | Type::BPCHAR | Type::NAME => Some((Decode::Text, DataType::Utf8)),
         Type::BYTEA => Some((Decode::Binary, DataType::Binary)),
         Type::DATE => Some((Decode::Date, DataType::Date32)),
-        Type::TIMESTAMP => Some((
-            Decode::Timestamp,
-            DataType::Timestamp(TimeUnit::Microsecond, None),
-        )),
-        Type::TIMESTAMPTZ => Some((
-            Decode::TimestampTz,
-            DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
-        )),
+        Type::TIMESTAMP => Some((Decode::Timestamp, DataType::Timestamp(TimeUnit::Microsecond, None))),
+        Type::TIMESTAMPTZ => {
+            Some((Decode::TimestampTz, DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))))
+        }
         _ => None,
     };
     let quoted = quote_ident(name);
     match native {
-        Some((decode, data_type)) => ColumnPlan {
-            field: Field::new(name, data_type, true),
-            projection: quoted,
-            copy_type: base.clone(),
-            decode,
-        },
+        Some((decode, data_type)) => {
+            ColumnPlan { field: Field::new(name, data_type, true), projection: quoted, copy_type: base.clone(), decode }
+        }
         None => {
             let logical = match *base {
                 Type::NUMERIC => Some("decimal"),
@@ -323,17 +267,9 @@ fn plan_column(name: &str, pg_type: &Type) -> ColumnPlan {
             };
             let mut field = Field::new(name, DataType::Utf8, true);
             if let Some(logical) = logical {
-                field = field.with_metadata(HashMap::from([(
-                    LOGICAL_TYPE_KEY.to_string(),
-                    logical.to_string(),
-                )]));
+                field = field.with_metadata(HashMap::from([(LOGICAL_TYPE_KEY.to_string(), logical.to_string())]));
             }
-            ColumnPlan {
-                field,
-                projection: format!("{quoted}::text"),
-                copy_type: Type::TEXT,
-                decode: Decode::Text,
-            }
+            ColumnPlan { field, projection: format!("{quoted}::text"), copy_type: Type::TEXT, decode: Decode::Text }
         }
     }
 }
@@ -389,21 +325,15 @@ impl ColumnBuilder {
             Decode::Binary => ColumnBuilder::Binary(BinaryBuilder::new()),
             Decode::Date => ColumnBuilder::Date(Date32Builder::new()),
             Decode::Timestamp => ColumnBuilder::Timestamp(TimestampMicrosecondBuilder::new()),
-            Decode::TimestampTz => {
-                ColumnBuilder::Timestamp(TimestampMicrosecondBuilder::new().with_timezone("UTC"))
-            }
+            Decode::TimestampTz => ColumnBuilder::Timestamp(TimestampMicrosecondBuilder::new().with_timezone("UTC")),
         }
     }
 
     /// Whether `len` more bytes fit in this batch's column.
     fn has_room(&self, len: usize) -> bool {
         match self {
-            ColumnBuilder::Text(b) => {
-                b.values_slice().len().saturating_add(len) <= MAX_COLUMN_BYTES
-            }
-            ColumnBuilder::Binary(b) => {
-                b.values_slice().len().saturating_add(len) <= MAX_COLUMN_BYTES
-            }
+            ColumnBuilder::Text(b) => b.values_slice().len().saturating_add(len) <= MAX_COLUMN_BYTES,
+            ColumnBuilder::Binary(b) => b.values_slice().len().saturating_add(len) <= MAX_COLUMN_BYTES,
             _ => true,
         }
     }
@@ -431,15 +361,12 @@ impl ColumnBuilder {
             ColumnBuilder::Int64(b) => b.append_value(i64::from_be_bytes(fixed(raw)?)),
             ColumnBuilder::Float32(b) => b.append_value(f32::from_be_bytes(fixed(raw)?)),
             ColumnBuilder::Float64(b) => b.append_value(f64::from_be_bytes(fixed(raw)?)),
-            ColumnBuilder::Text(b) => b.append_value(
-                std::str::from_utf8(raw)
-                    .map_err(|e| format!("the value is not valid utf-8 ({e})"))?,
-            ),
+            ColumnBuilder::Text(b) => {
+                b.append_value(std::str::from_utf8(raw).map_err(|e| format!("the value is not valid utf-8 ({e})"))?)
+            }
             ColumnBuilder::Binary(b) => b.append_value(raw),
             ColumnBuilder::Date(b) => b.append_value(unix_days(i32::from_be_bytes(fixed(raw)?))?),
-            ColumnBuilder::Timestamp(b) => {
-                b.append_value(unix_micros(i64::from_be_bytes(fixed(raw)?))?)
-            }
+            ColumnBuilder::Timestamp(b) => b.append_value(unix_micros(i64::from_be_bytes(fixed(raw)?))?),
         }
         Ok(())
     }
@@ -461,8 +388,7 @@ impl ColumnBuilder {
 }
 
 fn fixed<const N: usize>(raw: &[u8]) -> Result<[u8; N], String> {
-    <[u8; N]>::try_from(raw)
-        .map_err(|_| format!("expected a {N}-byte value, got {} bytes", raw.len()))
+    <[u8; N]>::try_from(raw).map_err(|_| format!("expected a {N}-byte value, got {} bytes", raw.len()))
 }
 
 const NOT_REPRESENTABLE: &str =
@@ -472,24 +398,18 @@ const NOT_REPRESENTABLE: &str =
 fn unix_days(pg_days: i32) -> Result<i32, String> {
     match pg_days {
         i32::MAX => Err(format!("it holds the date 'infinity', {NOT_REPRESENTABLE}")),
-        i32::MIN => Err(format!(
-            "it holds the date '-infinity', {NOT_REPRESENTABLE}"
-        )),
-        days => days
-            .checked_add(PG_EPOCH_DAYS)
-            .ok_or_else(|| format!("it holds a date out of range, {NOT_REPRESENTABLE}")),
+        i32::MIN => Err(format!("it holds the date '-infinity', {NOT_REPRESENTABLE}")),
+        days => {
+            days.checked_add(PG_EPOCH_DAYS).ok_or_else(|| format!("it holds a date out of range, {NOT_REPRESENTABLE}"))
+        }
     }
 }
 
 /// PostgreSQL microseconds since 2000-01-01 to microseconds since the Unix epoch.
 fn unix_micros(pg_micros: i64) -> Result<i64, String> {
     match pg_micros {
-        i64::MAX => Err(format!(
-            "it holds the timestamp 'infinity', {NOT_REPRESENTABLE}"
-        )),
-        i64::MIN => Err(format!(
-            "it holds the timestamp '-infinity', {NOT_REPRESENTABLE}"
-        )),
+        i64::MAX => Err(format!("it holds the timestamp 'infinity', {NOT_REPRESENTABLE}")),
+        i64::MIN => Err(format!("it holds the timestamp '-infinity', {NOT_REPRESENTABLE}")),
         micros => micros
             .checked_add(PG_EPOCH_MICROS)
             .ok_or_else(|| format!("it holds a timestamp out of range, {NOT_REPRESENTABLE}")),
@@ -525,17 +445,9 @@ impl ScanState {
                 None
             }
             Ok(_) => {
-                let columns = self
-                    .builders
-                    .iter_mut()
-                    .map(ColumnBuilder::finish)
-                    .collect();
-                let batch = RecordBatch::try_new(Arc::clone(&self.schema), columns).map_err(|e| {
-                    SourceError::Data(format!(
-                        "cannot build a record batch from {}: {e}",
-                        self.target
-                    ))
-                });
+                let columns = self.builders.iter_mut().map(ColumnBuilder::finish).collect();
+                let batch = RecordBatch::try_new(Arc::clone(&self.schema), columns)
+                    .map_err(|e| SourceError::Data(format!("cannot build a record batch from {}: {e}", self.target)));
                 if batch.is_err() {
                     self.finished = true;
                 }
@@ -571,21 +483,14 @@ impl ScanState {
                 },
             };
             let values = self.values(&row)?;
-            let fits = self
-                .builders
-                .iter()
-                .zip(&values)
-                .all(|(b, v)| b.has_room(v.map_or(0, <[u8]>::len)));
+            let fits = self.builders.iter().zip(&values).all(|(b, v)| b.has_room(v.map_or(0, <[u8]>::len)));
             if !fits && count > 0 {
                 self.pending = Some(row);
                 break;
             }
             for ((builder, value), name) in self.builders.iter_mut().zip(values).zip(&self.names) {
                 builder.append(value).map_err(|message| {
-                    SourceError::Data(format!(
-                        "cannot read column `{name}` of {}: {message}",
-                        self.target
-                    ))
+                    SourceError::Data(format!("cannot read column `{name}` of {}: {message}", self.target))
                 })?;
             }
             count += 1;
@@ -668,9 +573,7 @@ mod tests {
     use super::*;
 
     fn source(url: &str) -> Result<PostgresSource, String> {
-        PostgresSource::new(PostgresSourceConfig {
-            url: url.to_string(),
-        })
+        PostgresSource::new(PostgresSourceConfig { url: url.to_string() })
     }
 
     #[test]
@@ -682,23 +585,14 @@ mod tests {
 
     #[test]
     fn describe_defaults_port_and_database() {
-        assert_eq!(
-            source("postgres://alice@localhost").unwrap().describe(),
-            "postgres localhost:5432/alice"
-        );
-        assert_eq!(
-            source("postgres://alice@[::1]/db").unwrap().describe(),
-            "postgres [::1]:5432/db"
-        );
+        assert_eq!(source("postgres://alice@localhost").unwrap().describe(), "postgres localhost:5432/alice");
+        assert_eq!(source("postgres://alice@[::1]/db").unwrap().describe(), "postgres [::1]:5432/db");
     }
 
     #[test]
     fn bad_urls_say_what_was_expected() {
         let error = source("postgres://alice:s3cret@host:notaport/db").unwrap_err();
-        assert!(
-            error.contains("expected a url such as postgres://"),
-            "{error}"
-        );
+        assert!(error.contains("expected a url such as postgres://"), "{error}");
         assert!(!error.contains("s3cret"), "{error}");
         let error = source("postgres:///db").unwrap_err();
         assert!(error.contains("no host"), "{error}");
@@ -712,10 +606,7 @@ mod tests {
 
     #[test]
     fn trailing_semicolons_and_whitespace_are_trimmed() {
-        assert_eq!(
-            model_sql(&ModelQuery::Sql("SELECT 1 ;\n ; \n".to_string())),
-            "SELECT 1"
-        );
+        assert_eq!(model_sql(&ModelQuery::Sql("SELECT 1 ;\n ; \n".to_string())), "SELECT 1");
     }
 
     #[test]

@@ -68,9 +68,7 @@ impl Source for SqliteSource {
             None => sql,
         };
         // Prepare on this thread so SQL errors surface before the stream starts.
-        connection
-            .prepare(&sql)
-            .map_err(|e| SourceError::Query { target: target.clone(), cause: e.to_string() })?;
+        connection.prepare(&sql).map_err(|e| SourceError::Query { target: target.clone(), cause: e.to_string() })?;
         let (sender, mut receiver) = mpsc::channel::<Result<RecordBatch, SourceError>>(2);
         let (schema_sender, schema_receiver) = tokio::sync::oneshot::channel();
         tokio::task::spawn_blocking(move || {
@@ -281,7 +279,9 @@ fn read_batches(
             }
             match rows.next() {
                 Ok(Some(row)) => {
-                    let result = append_row(&mut builders, &names, &types, |column| row.get_ref(column).unwrap_or(ValueRef::Null));
+                    let result = append_row(&mut builders, &names, &types, |column| {
+                        row.get_ref(column).unwrap_or(ValueRef::Null)
+                    });
                     if let Err(error) = result {
                         let _ = sender.blocking_send(Err(error));
                         return;
@@ -338,9 +338,7 @@ mod tests {
     }
 
     async fn read_all(source: &SqliteSource, query: &str, batch_rows: usize) -> Result<Vec<RecordBatch>, SourceError> {
-        let stream = source
-            .scan(&ModelQuery::Sql(query.into()), ScanOptions { batch_rows, limit: None })
-            .await?;
+        let stream = source.scan(&ModelQuery::Sql(query.into()), ScanOptions { batch_rows, limit: None }).await?;
         stream.batches.collect::<Vec<_>>().await.into_iter().collect()
     }
 

@@ -41,27 +41,14 @@ impl TestSchema {
                 return None;
             }
         };
-        let nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.subsec_nanos())
-            .unwrap_or(0);
-        let name = format!(
-            "sluice_test_{}_{}_{nanos}",
-            std::process::id(),
-            COUNTER.fetch_add(1, Ordering::Relaxed)
-        );
-        client
-            .batch_execute(&format!("CREATE SCHEMA {name}"))
-            .await
-            .expect("create schema");
+        let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
+        let name = format!("sluice_test_{}_{}_{nanos}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed));
+        client.batch_execute(&format!("CREATE SCHEMA {name}")).await.expect("create schema");
         Some(TestSchema { name, client })
     }
 
     async fn execute(&self, sql: &str) {
-        self.client
-            .batch_execute(sql)
-            .await
-            .unwrap_or_else(|e| panic!("{sql}: {e:?}"));
+        self.client.batch_execute(sql).await.unwrap_or_else(|e| panic!("{sql}: {e:?}"));
     }
 }
 
@@ -70,16 +57,11 @@ impl Drop for TestSchema {
         // Async drop does not exist, so the schema is dropped from a fresh runtime on its own thread.
         let name = self.name.clone();
         let dropped = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("runtime");
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
             runtime.block_on(async {
                 let (client, connection) = tokio_postgres::connect(URL, NoTls).await?;
                 tokio::spawn(connection);
-                client
-                    .batch_execute(&format!("DROP SCHEMA IF EXISTS {name} CASCADE"))
-                    .await
+                client.batch_execute(&format!("DROP SCHEMA IF EXISTS {name} CASCADE")).await
             })
         })
         .join();
@@ -90,10 +72,7 @@ impl Drop for TestSchema {
 }
 
 fn source(url: &str) -> PostgresSource {
-    PostgresSource::new(PostgresSourceConfig {
-        url: url.to_string(),
-    })
-    .expect("valid url")
+    PostgresSource::new(PostgresSourceConfig { url: url.to_string() }).expect("valid url")
 }
 
 fn sql(text: &str) -> ModelQuery {
@@ -104,18 +83,11 @@ fn options(batch_rows: usize, limit: Option<usize>) -> ScanOptions {
     ScanOptions { batch_rows, limit }
 }
 
-async fn scan_all(
-    query: ModelQuery,
-    options: ScanOptions,
-) -> Result<Vec<RecordBatch>, SourceError> {
+async fn scan_all(query: ModelQuery, options: ScanOptions) -> Result<Vec<RecordBatch>, SourceError> {
     let stream = source(URL).scan(&query, options).await?;
     let batches: Vec<RecordBatch> = stream.batches.try_collect().await?;
     for batch in &batches {
-        assert_eq!(
-            batch.schema(),
-            stream.schema,
-            "every batch carries the announced schema"
-        );
+        assert_eq!(batch.schema(), stream.schema, "every batch carries the announced schema");
     }
     Ok(batches)
 }
@@ -142,12 +114,8 @@ async fn every_type_round_trips() {
             null, null, null);"
     ))
     .await;
-    let batches = scan_all(
-        sql(&format!("SELECT * FROM {s}.everything ORDER BY id")),
-        options(100, None),
-    )
-    .await
-    .expect("scan");
+    let batches =
+        scan_all(sql(&format!("SELECT * FROM {s}.everything ORDER BY id")), options(100, None)).await.expect("scan");
     assert_eq!(batches.len(), 1);
     let batch = &batches[0];
     assert_eq!(batch.num_rows(), 3);
@@ -167,10 +135,7 @@ async fn every_type_round_trips() {
         ("by", DataType::Binary),
         ("d", DataType::Date32),
         ("ts", DataType::Timestamp(TimeUnit::Microsecond, None)),
-        (
-            "tstz",
-            DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
-        ),
+        ("tstz", DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))),
         ("num", DataType::Utf8),
         ("js", DataType::Utf8),
         ("u", DataType::Utf8),
@@ -190,10 +155,7 @@ async fn every_type_round_trips() {
     }
 
     let col = |name: &str| batch.column_by_name(name).expect(name).clone();
-    assert_eq!(
-        col("id").as_primitive::<Int32Type>().values().to_vec(),
-        vec![1, 2, 3]
-    );
+    assert_eq!(col("id").as_primitive::<Int32Type>().values().to_vec(), vec![1, 2, 3]);
     let b = col("b");
     assert!(b.as_boolean().value(0));
     assert!(!b.as_boolean().value(1));
@@ -211,28 +173,16 @@ async fn every_type_round_trips() {
     assert_eq!(text("vc", 0), "var");
     assert_eq!(text("bp", 0), "ab   ", "char(n) keeps its padding");
     assert_eq!(text("nm", 0), "a_name");
-    assert_eq!(
-        col("by").as_binary::<i32>().value(0),
-        &[0xde, 0xad, 0xbe, 0xef]
-    );
+    assert_eq!(col("by").as_binary::<i32>().value(0), &[0xde, 0xad, 0xbe, 0xef]);
     assert_eq!(col("by").as_binary::<i32>().value(1), b"");
     let d = col("d");
     assert_eq!(d.as_primitive::<Date32Type>().value(0), 19_723);
     assert_eq!(d.as_primitive::<Date32Type>().value(1), -1);
     let ts = col("ts");
-    assert_eq!(
-        ts.as_primitive::<TimestampMicrosecondType>().value(0),
-        1_704_164_645_123_456
-    );
-    assert_eq!(
-        ts.as_primitive::<TimestampMicrosecondType>().value(1),
-        -315_619_200_000_000
-    );
+    assert_eq!(ts.as_primitive::<TimestampMicrosecondType>().value(0), 1_704_164_645_123_456);
+    assert_eq!(ts.as_primitive::<TimestampMicrosecondType>().value(1), -315_619_200_000_000);
     let tstz = col("tstz");
-    assert_eq!(
-        tstz.as_primitive::<TimestampMicrosecondType>().value(0),
-        1_704_157_445_123_456
-    );
+    assert_eq!(tstz.as_primitive::<TimestampMicrosecondType>().value(0), 1_704_157_445_123_456);
     assert_eq!(tstz.as_primitive::<TimestampMicrosecondType>().value(1), 0);
     assert_eq!(text("num", 0), "12345678901234567890.1200");
     assert_eq!(text("num", 1), "-0.5000");
@@ -242,16 +192,8 @@ async fn every_type_round_trips() {
 
     for (index, field) in schema.fields().iter().enumerate().skip(1) {
         let column = batch.column(index);
-        assert!(
-            column.is_null(2),
-            "{} is null in the null row",
-            field.name()
-        );
-        assert!(
-            !column.is_null(0),
-            "{} is set in the first row",
-            field.name()
-        );
+        assert!(column.is_null(2), "{} is null in the null row", field.name());
+        assert!(!column.is_null(0), "{} is set in the first row", field.name());
     }
 }
 
@@ -288,20 +230,12 @@ async fn domains_decode_as_their_base_type() {
          INSERT INTO {s}.accounts VALUES (42, 10.5);"
     ))
     .await;
-    let batches = scan_all(
-        ModelQuery::Table(format!("{s}.accounts")),
-        options(10, None),
-    )
-    .await
-    .expect("scan");
+    let batches = scan_all(ModelQuery::Table(format!("{s}.accounts")), options(10, None)).await.expect("scan");
     let batch = &batches[0];
     assert_eq!(batch.schema().field(0).data_type(), &DataType::Int32);
     assert_eq!(batch.column(0).as_primitive::<Int32Type>().value(0), 42);
     let balance = batch.schema().field(1).clone();
-    assert_eq!(
-        balance.metadata().get(LOGICAL_TYPE_KEY).map(String::as_str),
-        Some("decimal")
-    );
+    assert_eq!(balance.metadata().get(LOGICAL_TYPE_KEY).map(String::as_str), Some("decimal"));
     assert_eq!(batch.column(1).as_string::<i32>().value(0), "10.50");
 }
 
@@ -311,35 +245,19 @@ async fn scans_stream_in_batches() {
         return;
     };
     let stream = source(URL)
-        .scan(
-            &sql("SELECT x AS n, 'row ' || x AS label FROM generate_series(1, 10000) AS x"),
-            options(1000, None),
-        )
+        .scan(&sql("SELECT x AS n, 'row ' || x AS label FROM generate_series(1, 10000) AS x"), options(1000, None))
         .await
         .expect("scan");
-    assert_eq!(
-        stream.schema.fields().len(),
-        2,
-        "the schema is known before the first batch"
-    );
+    assert_eq!(stream.schema.fields().len(), 2, "the schema is known before the first batch");
     let batches: Vec<RecordBatch> = stream.batches.try_collect().await.expect("batches");
     assert_eq!(batches.len(), 10);
     assert!(batches.iter().all(|b| b.num_rows() == 1000));
     let mut sum = 0i64;
     for batch in &batches {
-        sum += batch
-            .column(0)
-            .as_primitive::<Int32Type>()
-            .values()
-            .iter()
-            .map(|&v| i64::from(v))
-            .sum::<i64>();
+        sum += batch.column(0).as_primitive::<Int32Type>().values().iter().map(|&v| i64::from(v)).sum::<i64>();
     }
     assert_eq!(sum, 50_005_000);
-    assert_eq!(
-        batches[9].column(1).as_string::<i32>().value(999),
-        "row 10000"
-    );
+    assert_eq!(batches[9].column(1).as_string::<i32>().value(999), "row 10000");
 }
 
 #[tokio::test]
@@ -347,18 +265,12 @@ async fn limit_caps_the_rows() {
     let Some(_db) = TestSchema::create().await else {
         return;
     };
-    let batches = scan_all(
-        sql("SELECT x FROM generate_series(1, 1000) AS x ORDER BY x"),
-        options(10, Some(25)),
-    )
-    .await
-    .expect("scan");
+    let batches = scan_all(sql("SELECT x FROM generate_series(1, 1000) AS x ORDER BY x"), options(10, Some(25)))
+        .await
+        .expect("scan");
     let sizes: Vec<usize> = batches.iter().map(RecordBatch::num_rows).collect();
     assert_eq!(sizes, vec![10, 10, 5]);
-    assert_eq!(
-        batches[2].column(0).as_primitive::<Int32Type>().value(4),
-        25
-    );
+    assert_eq!(batches[2].column(0).as_primitive::<Int32Type>().value(4), 25);
 }
 
 #[tokio::test]
@@ -366,10 +278,7 @@ async fn empty_results_give_a_schema_and_no_batches() {
     let Some(_db) = TestSchema::create().await else {
         return;
     };
-    let stream = source(URL)
-        .scan(&sql("SELECT 1 AS one WHERE false"), options(10, None))
-        .await
-        .expect("scan");
+    let stream = source(URL).scan(&sql("SELECT 1 AS one WHERE false"), options(10, None)).await.expect("scan");
     assert_eq!(stream.schema.field(0).name(), "one");
     let batches: Vec<RecordBatch> = stream.batches.try_collect().await.expect("batches");
     assert!(batches.is_empty());
@@ -388,18 +297,11 @@ async fn tables_may_be_schema_qualified_and_mixed_case() {
          INSERT INTO {s}.\"Mixed \"\"Case\"\"\" VALUES (7);"
     ))
     .await;
-    let batches = scan_all(ModelQuery::Table(format!("{s}.people")), options(10, None))
-        .await
-        .expect("scan");
+    let batches = scan_all(ModelQuery::Table(format!("{s}.people")), options(10, None)).await.expect("scan");
     assert_eq!(batches.iter().map(RecordBatch::num_rows).sum::<usize>(), 2);
     assert_eq!(batches[0].schema().field(1).name(), "name");
 
-    let batches = scan_all(
-        ModelQuery::Table(format!("{s}.Mixed \"Case\"")),
-        options(10, None),
-    )
-    .await
-    .expect("scan");
+    let batches = scan_all(ModelQuery::Table(format!("{s}.Mixed \"Case\"")), options(10, None)).await.expect("scan");
     assert_eq!(batches[0].column(0).as_primitive::<Int32Type>().value(0), 7);
 }
 
@@ -408,19 +310,9 @@ async fn sql_is_trimmed_and_may_end_in_a_comment() {
     let Some(_db) = TestSchema::create().await else {
         return;
     };
-    for text in [
-        "SELECT 1 AS one;  \n",
-        "SELECT 1 AS one -- the answer",
-        "SELECT 1 AS one ; ;",
-    ] {
-        let batches = scan_all(sql(text), options(10, Some(5)))
-            .await
-            .unwrap_or_else(|e| panic!("{text}: {e}"));
-        assert_eq!(
-            batches[0].column(0).as_primitive::<Int32Type>().value(0),
-            1,
-            "{text}"
-        );
+    for text in ["SELECT 1 AS one;  \n", "SELECT 1 AS one -- the answer", "SELECT 1 AS one ; ;"] {
+        let batches = scan_all(sql(text), options(10, Some(5))).await.unwrap_or_else(|e| panic!("{text}: {e}"));
+        assert_eq!(batches[0].column(0).as_primitive::<Int32Type>().value(0), 1, "{text}");
     }
 }
 
@@ -429,15 +321,10 @@ async fn sql_errors_carry_the_sqlstate() {
     let Some(_db) = TestSchema::create().await else {
         return;
     };
-    let error = scan_all(sql("SELECT * FROM custmers"), options(10, None))
-        .await
-        .unwrap_err();
+    let error = scan_all(sql("SELECT * FROM custmers"), options(10, None)).await.unwrap_err();
     assert!(matches!(error, SourceError::Query { .. }), "{error:?}");
     let text = error.to_string();
-    assert!(
-        text.contains(r#"relation "custmers" does not exist (SQLSTATE 42P01)"#),
-        "{text}"
-    );
+    assert!(text.contains(r#"relation "custmers" does not exist (SQLSTATE 42P01)"#), "{text}");
     assert!(text.contains("postgres 127.0.0.1:5432/test"), "{text}");
 }
 
@@ -447,10 +334,7 @@ async fn errors_while_streaming_end_the_stream() {
         return;
     };
     let stream = source(URL)
-        .scan(
-            &sql("SELECT 1 / (x - 5000) AS v FROM generate_series(1, 10000) AS x"),
-            options(100, None),
-        )
+        .scan(&sql("SELECT 1 / (x - 5000) AS v FROM generate_series(1, 10000) AS x"), options(100, None))
         .await
         .expect("scan starts");
     let results: Vec<_> = stream.batches.collect::<Vec<_>>().await;
@@ -467,10 +351,7 @@ async fn abandoned_scans_do_not_hang() {
     };
     let mut stream = source(URL)
         // In the select list generate_series streams; it would take minutes to run out.
-        .scan(
-            &sql("SELECT generate_series(1, 1000000000) AS x"),
-            options(1000, None),
-        )
+        .scan(&sql("SELECT generate_series(1, 1000000000) AS x"), options(1000, None))
         .await
         .expect("scan");
     let first = stream.batches.next().await.expect("a batch").expect("ok");
@@ -494,9 +375,7 @@ async fn abandoned_scans_do_not_hang() {
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         }
     };
-    tokio::time::timeout(std::time::Duration::from_secs(10), check)
-        .await
-        .expect("abandoned copy ended");
+    tokio::time::timeout(std::time::Duration::from_secs(10), check).await.expect("abandoned copy ended");
 }
 
 #[tokio::test]
@@ -512,10 +391,7 @@ async fn infinite_dates_are_data_errors() {
         let error = scan_all(sql(query), options(10, None)).await.unwrap_err();
         assert!(matches!(error, SourceError::Data(_)), "{error:?}");
         let text = error.to_string();
-        assert!(
-            text.contains(&format!("`{column}`")) && text.contains("infinity"),
-            "{text}"
-        );
+        assert!(text.contains(&format!("`{column}`")) && text.contains("infinity"), "{text}");
     }
 }
 
@@ -524,9 +400,7 @@ async fn duplicate_column_names_ask_for_an_alias() {
     let Some(_db) = TestSchema::create().await else {
         return;
     };
-    let error = scan_all(sql("SELECT 1 AS id, 2 AS id"), options(10, None))
-        .await
-        .unwrap_err();
+    let error = scan_all(sql("SELECT 1 AS id, 2 AS id"), options(10, None)).await.unwrap_err();
     assert!(matches!(error, SourceError::Data(_)), "{error:?}");
     let text = error.to_string();
     assert!(text.contains("`id`") && text.contains("alias"), "{text}");
@@ -535,11 +409,7 @@ async fn duplicate_column_names_ask_for_an_alias() {
 #[tokio::test]
 async fn unreachable_servers_are_connect_errors() {
     let source = source("postgres://postgres:hunter2@127.0.0.1:1/test");
-    let error = source
-        .scan(&sql("SELECT 1"), ScanOptions::default())
-        .await
-        .err()
-        .expect("an error");
+    let error = source.scan(&sql("SELECT 1"), ScanOptions::default()).await.err().expect("an error");
     assert!(matches!(error, SourceError::Connect { .. }), "{error:?}");
     let text = error.to_string();
     assert!(text.contains("127.0.0.1:1"), "{text}");
@@ -555,9 +425,6 @@ async fn check_runs_a_query() {
         return;
     };
     source(URL).check().await.expect("check");
-    let error = source("postgres://postgres@127.0.0.1:5432/sluice_no_such_db")
-        .check()
-        .await
-        .unwrap_err();
+    let error = source("postgres://postgres@127.0.0.1:5432/sluice_no_such_db").check().await.unwrap_err();
     assert!(error.to_string().contains("3D000"), "{error}");
 }

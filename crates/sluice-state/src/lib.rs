@@ -11,7 +11,6 @@ use sluice_core::{ChangeOp, Fingerprint, OutcomeStatus};
 pub mod postgres;
 pub mod sqlite;
 
-
 /// A run's id, unique within a state store.
 pub type RunId = i64;
 
@@ -197,7 +196,8 @@ pub trait StateStore: Send + Sync {
     async fn run(&self, run: RunId) -> Result<Option<RunRecord>, StateError>;
 
     /// A run's outcomes; applied ones only when `include_applied`. Not-applied come first.
-    async fn outcomes(&self, run: RunId, include_applied: bool, limit: usize) -> Result<Vec<OutcomeRecord>, StateError>;
+    async fn outcomes(&self, run: RunId, include_applied: bool, limit: usize)
+        -> Result<Vec<OutcomeRecord>, StateError>;
 
     /// Forgets the sync's snapshot so the next run sends everything; returns entries removed.
     async fn reset(&self, sync: &str) -> Result<u64, StateError>;

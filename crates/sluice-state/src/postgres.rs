@@ -398,7 +398,9 @@ impl StateStore for PostgresStateStore {
         // The server otherwise takes hours to notice a holder whose machine died, rather than
         // its process; a server or pooler refusing these settings still gets a working lock.
         if let Err(e) = client
-            .batch_execute("set tcp_keepalives_idle = 30; set tcp_keepalives_interval = 10; set tcp_keepalives_count = 3")
+            .batch_execute(
+                "set tcp_keepalives_idle = 30; set tcp_keepalives_interval = 10; set tcp_keepalives_count = 3",
+            )
             .await
         {
             tracing::debug!("cannot shorten keepalives of the lock connection: {e}");
@@ -467,7 +469,10 @@ impl StateStore for PostgresStateStore {
                 )
                 .await?;
             let run_id: i64 = transaction
-                .query_one("insert into runs (sync, status, started_at) values ($1, 'running', now()) returning id", &[&sync])
+                .query_one(
+                    "insert into runs (sync, status, started_at) values ($1, 'running', now()) returning id",
+                    &[&sync],
+                )
                 .await?
                 .try_get(0)?;
             transaction.commit().await?;
@@ -635,7 +640,12 @@ impl StateStore for PostgresStateStore {
             .map_err(|e| self.error(&e))
     }
 
-    async fn outcomes(&self, run: RunId, include_applied: bool, limit: usize) -> Result<Vec<OutcomeRecord>, StateError> {
+    async fn outcomes(
+        &self,
+        run: RunId,
+        include_applied: bool,
+        limit: usize,
+    ) -> Result<Vec<OutcomeRecord>, StateError> {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let session = self.session.lock().await;
         let rows = session

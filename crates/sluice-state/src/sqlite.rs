@@ -73,7 +73,8 @@ impl SqliteStateStore {
         let target = format!("sqlite {}", path.display());
         let open_error = |cause: String| StateError::Open { target: target.clone(), cause };
         if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent).map_err(|e| open_error(format!("cannot create {}: {e}", parent.display())))?;
+            std::fs::create_dir_all(parent)
+                .map_err(|e| open_error(format!("cannot create {}: {e}", parent.display())))?;
         }
         let connection = Connection::open(path).map_err(|e| open_error(e.to_string()))?;
         connection
@@ -128,7 +129,8 @@ impl Drop for SqliteLock {
     fn drop(&mut self) {
         self.heartbeat.abort();
         let connection = self.connection.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        let _ = connection.execute("delete from sync_locks where sync = ?1 and owner = ?2", params![self.sync, self.owner]);
+        let _ =
+            connection.execute("delete from sync_locks where sync = ?1 and owner = ?2", params![self.sync, self.owner]);
     }
 }
 
@@ -352,9 +354,7 @@ impl StateStore for SqliteStateStore {
 
     async fn runs(&self, sync: Option<&str>, limit: usize) -> Result<Vec<RunRecord>, StateError> {
         let connection = self.connection();
-        let sql = format!(
-            "select {RUN_COLUMNS} from runs where (?1 is null or sync = ?1) order by id desc limit ?2"
-        );
+        let sql = format!("select {RUN_COLUMNS} from runs where (?1 is null or sync = ?1) order by id desc limit ?2");
         let mut statement = connection.prepare(&sql).map_err(|e| self.error(e))?;
         let rows = statement.query_map(params![sync, limit as i64], read_run).map_err(|e| self.error(e))?;
         rows.collect::<Result<Vec<_>, _>>().map_err(|e| self.error(e))
@@ -367,7 +367,12 @@ impl StateStore for SqliteStateStore {
             .map_err(|e| self.error(e))
     }
 
-    async fn outcomes(&self, run: RunId, include_applied: bool, limit: usize) -> Result<Vec<OutcomeRecord>, StateError> {
+    async fn outcomes(
+        &self,
+        run: RunId,
+        include_applied: bool,
+        limit: usize,
+    ) -> Result<Vec<OutcomeRecord>, StateError> {
         let connection = self.connection();
         let mut statement = connection
             .prepare(
@@ -391,7 +396,8 @@ impl StateStore for SqliteStateStore {
     async fn reset(&self, sync: &str) -> Result<u64, StateError> {
         let mut connection = self.connection();
         let transaction = connection.transaction().map_err(|e| self.error(e))?;
-        let removed = transaction.execute("delete from snapshots where sync = ?1", [sync]).map_err(|e| self.error(e))?;
+        let removed =
+            transaction.execute("delete from snapshots where sync = ?1", [sync]).map_err(|e| self.error(e))?;
         transaction.execute("delete from sync_targets where sync = ?1", [sync]).map_err(|e| self.error(e))?;
         transaction.commit().map_err(|e| self.error(e))?;
         Ok(removed as u64)

@@ -184,7 +184,10 @@ async fn sqlite_state_store_passes_the_suite() {
 #[tokio::test]
 async fn sqlite_state_store_reports_unopenable_paths() {
     let error = SqliteStateStore::open(std::path::Path::new("/proc/definitely/not/here.db")).err().unwrap();
-    assert!(error.to_string().starts_with("cannot open the state store sqlite /proc/definitely/not/here.db"), "{error}");
+    assert!(
+        error.to_string().starts_with("cannot open the state store sqlite /proc/definitely/not/here.db"),
+        "{error}"
+    );
 }
 
 #[cfg(feature = "postgres")]
@@ -227,11 +230,8 @@ mod postgres {
                 }
             };
             let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
-            let name = format!(
-                "sluice_state_test_{}_{}_{nanos}",
-                std::process::id(),
-                COUNTER.fetch_add(1, Ordering::Relaxed)
-            );
+            let name =
+                format!("sluice_state_test_{}_{}_{nanos}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed));
             client.batch_execute(&format!("CREATE SCHEMA {name}")).await.expect("create schema");
             Some(TestSchema { name })
         }

@@ -139,7 +139,12 @@ mod tests {
         ChangeBatch {
             fields: Arc::from(vec!["id".to_string(), "email".to_string()]),
             changes: vec![
-                Change { op: ChangeOp::Insert, key: "1".into(), fingerprint: Fingerprint(1), values: vec![Value::Int(1), Value::Text("a@x.io".into())] },
+                Change {
+                    op: ChangeOp::Insert,
+                    key: "1".into(),
+                    fingerprint: Fingerprint(1),
+                    values: vec![Value::Int(1), Value::Text("a@x.io".into())],
+                },
                 Change { op: ChangeOp::Delete, key: "2".into(), fingerprint: Fingerprint(0), values: vec![] },
             ],
         }
@@ -167,7 +172,8 @@ mod tests {
     async fn a_partial_last_line_from_a_crash_is_cut_off() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("c.jsonl"), "{\"op\":\"insert\"}\n{\"op\":\"ins").unwrap();
-        let destination = FileDestination::new(FileConfig { path: "c.jsonl".into(), batch_size: None }, dir.path()).unwrap();
+        let destination =
+            FileDestination::new(FileConfig { path: "c.jsonl".into(), batch_size: None }, dir.path()).unwrap();
         destination.write(&context(), &batch()).await.unwrap();
         let text = std::fs::read_to_string(dir.path().join("c.jsonl")).unwrap();
         assert!(text.starts_with("{\"op\":\"insert\"}\n{\"op\":\"insert\",\"key\":\"1\""), "{text}");

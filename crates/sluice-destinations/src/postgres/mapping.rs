@@ -167,15 +167,18 @@ impl Layout {
                         others.iter().map(|&c| format!("{0} = EXCLUDED.{0}", self.columns[c].0)).collect();
                     format!("DO UPDATE SET {}", sets.join(", "))
                 };
-                format!("INSERT INTO {table} ({}) VALUES {} ON CONFLICT ({key}) {action}", names.join(", "), values.join(", "))
+                format!(
+                    "INSERT INTO {table} ({}) VALUES {} ON CONFLICT ({key}) {action}",
+                    names.join(", "),
+                    values.join(", ")
+                )
             }
             Kind::Update => {
                 let values: Vec<String> = tuples.iter().map(|t| format!("({t})")).collect();
                 // Positional aliases for the VALUES columns cannot collide with column names.
                 let aliases: Vec<String> = (0..self.columns.len()).map(|c| format!("c{c}")).collect();
                 let assigned = if others.is_empty() { vec![self.key] } else { others };
-                let sets: Vec<String> =
-                    assigned.iter().map(|&c| format!("{} = v.c{c}", self.columns[c].0)).collect();
+                let sets: Vec<String> = assigned.iter().map(|&c| format!("{} = v.c{c}", self.columns[c].0)).collect();
                 format!(
                     "UPDATE {table} AS t SET {} FROM (VALUES {}) AS v(r, {}) WHERE t.{key} = v.c{} RETURNING v.r",
                     sets.join(", "),
@@ -202,7 +205,11 @@ mod tests {
     }
 
     fn change(op: ChangeOp, key: i64, columns: usize) -> Change {
-        let values = if op == ChangeOp::Delete { Vec::new() } else { (0..columns as i64).map(|c| Value::Int(key + c)).collect() };
+        let values = if op == ChangeOp::Delete {
+            Vec::new()
+        } else {
+            (0..columns as i64).map(|c| Value::Int(key + c)).collect()
+        };
         Change { op, key: key.to_string(), fingerprint: Fingerprint(0), values }
     }
 

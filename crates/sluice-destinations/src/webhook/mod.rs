@@ -29,7 +29,10 @@ impl WebhookDestination {
             .ok_or(("url", format!("expected an http:// or https:// URL, found {:?}", config.url)))?;
         let batch_size = config.batch_size.unwrap_or(config::DEFAULT_BATCH_SIZE);
         if batch_size == 0 || batch_size > config::MAX_BATCH_SIZE {
-            return Err(("batch_size", format!("expected 1 to {} records, found {batch_size}", config::MAX_BATCH_SIZE)));
+            return Err((
+                "batch_size",
+                format!("expected 1 to {} records, found {batch_size}", config::MAX_BATCH_SIZE),
+            ));
         }
         let mut headers = HeaderMap::new();
         for (name, value) in &config.headers {

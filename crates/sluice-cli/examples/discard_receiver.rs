@@ -11,13 +11,10 @@ async fn discard(_body: Bytes) -> (StatusCode, [(header::HeaderName, &'static st
 
 #[tokio::main]
 async fn main() {
-    let port: u16 = std::env::args()
-        .nth(1)
-        .and_then(|p| p.parse().ok())
-        .unwrap_or_else(|| {
-            eprintln!("usage: discard_receiver PORT");
-            std::process::exit(2);
-        });
+    let port: u16 = std::env::args().nth(1).and_then(|p| p.parse().ok()).unwrap_or_else(|| {
+        eprintln!("usage: discard_receiver PORT");
+        std::process::exit(2);
+    });
     // No body limit: a batch of 10,000 wide records can exceed axum's 2 MB default.
     let app = Router::new().fallback(discard).layer(axum::extract::DefaultBodyLimit::disable());
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await.unwrap_or_else(|e| {

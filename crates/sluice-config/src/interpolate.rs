@@ -29,9 +29,11 @@ pub fn interpolate(text: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Resul
             match (lookup(name), default) {
                 (Some(value), _) => out.push_str(&value),
                 (None, Some(default)) => out.push_str(default),
-                (None, None) => return Err(format!(
+                (None, None) => {
+                    return Err(format!(
                     "environment variable {name} is not set (set it, or write ${{{name}:-default}} to give a default)"
-                )),
+                ))
+                }
             }
             rest = &tail[end + 1..];
         } else {

@@ -132,7 +132,8 @@ fn prepare_dir(dir: &Path) -> anyhow::Result<()> {
 }
 
 fn load_seeds(connection: &rusqlite::Connection) -> anyhow::Result<()> {
-    connection.execute_batch(
+    let transaction = connection.unchecked_transaction()?;
+    transaction.execute_batch(
         "create table raw_customers (id integer primary key, first_name text, last_name text);
          create table raw_orders (id integer primary key, user_id integer, order_date text, status text);
          create table raw_payments (id integer primary key, order_id integer, payment_method text, amount integer);",
@@ -141,7 +142,7 @@ fn load_seeds(connection: &rusqlite::Connection) -> anyhow::Result<()> {
         [("raw_customers", CUSTOMERS, 3), ("raw_orders", ORDERS, 4), ("raw_payments", PAYMENTS, 4)]
     {
         let placeholders = vec!["?"; columns].join(", ");
-        let mut statement = connection.prepare(&format!("insert into {table} values ({placeholders})"))?;
+        let mut statement = transaction.prepare(&format!("insert into {table} values ({placeholders})"))?;
         for (number, line) in csv.lines().skip(1).enumerate() {
             let cells: Vec<&str> = line.split(',').map(str::trim).collect();
             if cells.len() != columns {
@@ -150,5 +151,6 @@ fn load_seeds(connection: &rusqlite::Connection) -> anyhow::Result<()> {
             statement.execute(rusqlite::params_from_iter(cells))?;
         }
     }
+    transaction.commit()?;
     Ok(())
 }

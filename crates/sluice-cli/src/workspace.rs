@@ -26,7 +26,10 @@ pub struct SyncParts {
 impl Workspace {
     /// Loads and validates the project files in `dir`.
     pub fn load(dir: &Path) -> anyhow::Result<Workspace> {
-        let project = Project::load(dir).map_err(|errors| anyhow!("{errors}"))?;
+        // An absolute root keeps destination identities (file paths) the same whichever
+        // folder the command is run from.
+        let dir = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
+        let project = Project::load(&dir).map_err(|errors| anyhow!("{errors}"))?;
         Ok(Workspace { project })
     }
 

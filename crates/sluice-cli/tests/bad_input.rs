@@ -162,3 +162,14 @@ fn init_validate_and_unknown_names() {
     let output = sluice(dir.path(), &["init", "proj"]);
     assert_eq!(output.status.code(), Some(1), "init never overwrites");
 }
+
+#[test]
+fn the_snapshot_does_not_depend_on_the_folder_the_command_runs_from() {
+    let dir = synced_project();
+    let parent = dir.path().parent().unwrap();
+    let project = dir.path().file_name().unwrap().to_str().unwrap();
+    let output = sluice(parent, &["--project", project, "plan", "to_file"]);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains("0 to insert, 0 to update, 0 to delete, 20 unchanged"), "{}", text(&output));
+    assert!(!stdout.contains("destination changed"), "{stdout}");
+}

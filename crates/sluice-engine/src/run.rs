@@ -33,7 +33,7 @@ pub async fn run_sync(job: &SyncJob<'_>, progress: &dyn Progress) -> Result<RunR
     crate::spill::remove_stale(&job.spill_dir, job.sync);
     let start = job.store.start_run(job.sync, &job.destination.identity()).await?;
     if start.snapshot_reset {
-        tracing::warn!(sync = job.sync, "the destination changed since the last run; sending every record again");
+        tracing::info!(sync = job.sync, "the destination changed since the last run; sending every record again");
     }
     let mut plan_counts = PlanCounts::default();
     let outcome = execute(job, start.run_id, progress, &mut plan_counts).await;

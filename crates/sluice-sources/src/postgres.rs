@@ -1,10 +1,8 @@
 //! PostgreSQL source: streams a model's rows over binary COPY into Arrow record batches.
 
 use std::collections::{HashMap, HashSet};
-use std::net::IpAddr;
 use std::pin::Pin;
-use std::str::FromStr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use arrow_array::builder::{
@@ -18,10 +16,10 @@ use futures::StreamExt;
 use postgres_types::{FromSql, Kind, Type};
 use serde::Deserialize;
 use sluice_core::{ModelQuery, RecordBatchStream, ScanOptions, Source, SourceError, LOGICAL_TYPE_KEY};
+use sluice_pg::{client_error_text, error_chain, error_text, quote_ident, ConnectionFailure};
 use tokio::task::JoinHandle;
 use tokio_postgres::binary_copy::{BinaryCopyOutRow, BinaryCopyOutStream};
-use tokio_postgres::config::Host;
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::Client;
 
 /// Used when the URL sets no `connect_timeout`, so an unreachable host fails a run in
 /// reasonable time instead of waiting for the operating system's TCP timeout.
@@ -35,9 +33,6 @@ const PG_EPOCH_DAYS: i32 = 10_957;
 
 /// Arrow offsets are i32, so one string or binary column of a batch holds at most this many bytes.
 const MAX_COLUMN_BYTES: usize = i32::MAX as usize;
-
-/// The `url` form shown when a URL cannot be used.
-const EXPECTED_URL: &str = "expected a url such as postgres://user:password@host:5432/database";
 
 /// Project configuration of a PostgreSQL source.
 #[derive(Debug, Clone, Deserialize)]
@@ -63,65 +58,22 @@ impl std::fmt::Debug for PostgresSource {
 impl PostgresSource {
     /// Parses the URL without connecting.
     pub fn new(config: PostgresSourceConfig) -> Result<Self, String> {
-        let mut parsed = tokio_postgres::Config::from_str(&config.url)
-            .map_err(|e| format!("invalid postgres url ({}): {EXPECTED_URL}", error_chain(&e)))?;
-        if parsed.get_hosts().is_empty() && parsed.get_hostaddrs().is_empty() {
-            return Err(format!("the postgres url names no host: {EXPECTED_URL}"));
-        }
-        if parsed.get_connect_timeout().is_none() {
-            parsed.connect_timeout(DEFAULT_CONNECT_TIMEOUT);
-        }
-        let description = describe_config(&parsed);
+        let parsed = sluice_pg::parse_url(&config.url, DEFAULT_CONNECT_TIMEOUT)?;
+        let description = sluice_pg::describe(&parsed);
         Ok(PostgresSource { config: parsed, description })
     }
 
     async fn connect(&self) -> Result<Connection, SourceError> {
-        let (client, connection) = self
-            .config
-            .connect(NoTls)
+        let connected = sluice_pg::connect(&self.config)
             .await
             .map_err(|e| SourceError::Connect { target: self.describe(), cause: error_text(&e) })?;
-        let failure = Arc::new(Mutex::new(None));
-        let slot = Arc::clone(&failure);
-        // The connection's own error is otherwise lost; keep it so that a later
-        // "connection closed" from the client can say why.
-        let task = tokio::spawn(async move {
-            if let Err(e) = connection.await {
-                if let Ok(mut slot) = slot.lock() {
-                    *slot = Some(error_text(&e));
-                }
-            }
-        });
-        Ok(Connection { client, task, failure })
+        Ok(Connection { client: connected.client, task: connected.task, failure: connected.failure })
     }
 
     fn query_error(&self, error: &tokio_postgres::Error, failure: &ConnectionFailure) -> SourceError {
         SourceError::Query { target: self.describe(), cause: client_error_text(error, failure) }
     }
 }
-
-/// `postgres host:port/database`, from the parsed config so the password never appears.
-fn describe_config(config: &tokio_postgres::Config) -> String {
-    let host = match (config.get_hosts().first(), config.get_hostaddrs().first()) {
-        (Some(Host::Tcp(host)), _) => host.clone(),
-        #[cfg(unix)]
-        (Some(Host::Unix(path)), _) => path.display().to_string(),
-        (None, Some(addr)) => addr.to_string(),
-        (None, None) => "localhost".to_string(),
-    };
-    let host = match host.parse::<IpAddr>() {
-        Ok(IpAddr::V6(_)) => format!("[{host}]"),
-        _ => host,
-    };
-    let port = config.get_ports().first().copied().unwrap_or(5432);
-    // PostgreSQL defaults the database to the user name.
-    match config.get_dbname().or(config.get_user()) {
-        Some(db) => format!("postgres {host}:{port}/{db}"),
-        None => format!("postgres {host}:{port}"),
-    }
-}
-
-type ConnectionFailure = Arc<Mutex<Option<String>>>;
 
 struct Connection {
     client: Client,
@@ -189,10 +141,6 @@ fn model_sql(query: &ModelQuery) -> String {
         }
         ModelQuery::Sql(sql) => sql.trim_end_matches(|c: char| c == ';' || c.is_whitespace()).to_string(),
     }
-}
-
-fn quote_ident(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
 }
 
 /// How a column's binary COPY value is decoded.
@@ -522,50 +470,6 @@ impl Drop for ScanState {
             self.connection.task.abort();
         }
     }
-}
-
-/// An error's text for a user: the database message and SQLSTATE for server errors,
-/// otherwise the whole chain of causes (e.g. "connection refused").
-fn error_text(error: &tokio_postgres::Error) -> String {
-    match error.as_db_error() {
-        Some(db) => {
-            let mut text = format!("{} (SQLSTATE {})", db.message(), db.code().code());
-            if let Some(detail) = db.detail() {
-                text.push_str(&format!("; {detail}"));
-            }
-            if let Some(hint) = db.hint() {
-                text.push_str(&format!("; hint: {hint}"));
-            }
-            text
-        }
-        None => error_chain(error),
-    }
-}
-
-/// Like [`error_text`], adding why the connection closed when that is the error.
-fn client_error_text(error: &tokio_postgres::Error, failure: &ConnectionFailure) -> String {
-    let text = error_text(error);
-    if error.is_closed() {
-        if let Some(cause) = failure.lock().ok().and_then(|slot| slot.clone()) {
-            return format!("{text}: {cause}");
-        }
-    }
-    text
-}
-
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        // Some errors repeat their source's text in their own.
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
 }
 
 #[cfg(test)]

@@ -2,9 +2,7 @@
 
 use std::collections::hash_map::Entry;
 use std::collections::HashMap;
-use std::net::IpAddr;
 use std::pin::pin;
-use std::str::FromStr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex as StdMutex, PoisonError};
 use std::time::Duration;
@@ -13,10 +11,10 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use futures::TryStreamExt;
 use sluice_core::{ChangeOp, Fingerprint, OutcomeStatus};
+use sluice_pg::{client_error_text, error_text, Connected, ConnectionFailure};
 use tokio::sync::{watch, Mutex};
 use tokio::task::JoinHandle;
-use tokio_postgres::config::Host;
-use tokio_postgres::{Client, Config, NoTls, Row, Statement};
+use tokio_postgres::{Client, Config, Row, Statement};
 
 use crate::{
     holder_description, host_name, CommitBatch, OutcomeRecord, RunCounts, RunId, RunRecord, RunStart, RunStatus,
@@ -133,9 +131,6 @@ struct Session {
     statements: HashMap<&'static str, Statement>,
 }
 
-/// Why the connection closed, kept by its task so later "connection closed" errors can say.
-type ConnectionFailure = Arc<StdMutex<Option<String>>>;
-
 /// Locks of this store whose release is under way, so that `lock` can wait for them.
 type Releases = Arc<StdMutex<HashMap<i64, Release>>>;
 
@@ -150,16 +145,13 @@ static RELEASE_GENERATION: AtomicU64 = AtomicU64::new(0);
 impl PostgresStateStore {
     /// Connects to the database at `url` and creates the tables in its schema if needed.
     pub async fn open(url: &str) -> Result<PostgresStateStore, StateError> {
-        let mut config = Config::from_str(url).map_err(|e| StateError::Open {
-            target: "postgres".to_string(),
-            cause: format!("invalid postgres url: {}", error_chain(&e)),
-        })?;
-        if config.get_connect_timeout().is_none() {
-            config.connect_timeout(DEFAULT_CONNECT_TIMEOUT);
-        }
-        let description = describe_config(&config);
+        let config = sluice_pg::parse_url(url, DEFAULT_CONNECT_TIMEOUT)
+            .map_err(|cause| StateError::Open { target: "postgres".to_string(), cause })?;
+        let description = sluice_pg::describe(&config);
         let open_error = |cause: String| StateError::Open { target: description.clone(), cause };
-        let (client, failure) = connect(&config).await.map_err(|e| open_error(error_text(&e)))?;
+        // The connection task ends by itself once the client is dropped.
+        let Connected { client, failure, .. } =
+            sluice_pg::connect(&config).await.map_err(|e| open_error(error_text(&e)))?;
         let mut session = Session { client, statements: HashMap::new() };
         let schema =
             create_tables(&mut session.client).await.map_err(|e| open_error(client_error_text(&e, &failure)))?;
@@ -226,28 +218,6 @@ impl PostgresStateStore {
             None => "held by another process".to_string(),
         })
     }
-}
-
-/// Connects and spawns the connection task, which keeps the reason the connection ended.
-async fn connect(config: &Config) -> Result<(Client, ConnectionFailure), tokio_postgres::Error> {
-    let (client, task, failure) = connect_with_task(config).await?;
-    // The task ends by itself once the client is dropped.
-    drop(task);
-    Ok((client, failure))
-}
-
-async fn connect_with_task(
-    config: &Config,
-) -> Result<(Client, JoinHandle<()>, ConnectionFailure), tokio_postgres::Error> {
-    let (client, connection) = config.connect(NoTls).await?;
-    let failure = ConnectionFailure::default();
-    let slot = Arc::clone(&failure);
-    let task = tokio::spawn(async move {
-        if let Err(e) = connection.await {
-            *slot.lock().unwrap_or_else(PoisonError::into_inner) = Some(error_text(&e));
-        }
-    });
-    Ok((client, task, failure))
 }
 
 /// Creates the tables if any is missing; returns the schema they live in.
@@ -387,10 +357,11 @@ impl StateStore for PostgresStateStore {
     async fn lock(&self, sync: &str) -> Result<Box<dyn SyncLock>, StateError> {
         let key = self.lock_key(sync);
         self.await_release(key).await;
-        let (client, task, failure) = connect_with_task(&self.config).await.map_err(|e| StateError::Query {
-            target: self.describe(),
-            cause: format!("cannot open a connection for the lock: {}", error_text(&e)),
-        })?;
+        let Connected { client, task, failure } =
+            sluice_pg::connect(&self.config).await.map_err(|e| StateError::Query {
+                target: self.describe(),
+                cause: format!("cannot open a connection for the lock: {}", error_text(&e)),
+            })?;
         let lock_error = |e: &tokio_postgres::Error| StateError::Query {
             target: self.describe(),
             cause: client_error_text(e, &failure),
@@ -684,70 +655,6 @@ impl StateStore for PostgresStateStore {
     }
 }
 
-/// `postgres host:port/database`, from the parsed config so the password never appears.
-fn describe_config(config: &Config) -> String {
-    let host = match (config.get_hosts().first(), config.get_hostaddrs().first()) {
-        (Some(Host::Tcp(host)), _) => host.clone(),
-        #[cfg(unix)]
-        (Some(Host::Unix(path)), _) => path.display().to_string(),
-        (None, Some(addr)) => addr.to_string(),
-        (None, None) => "(no host)".to_string(),
-    };
-    let host = match host.parse::<IpAddr>() {
-        Ok(IpAddr::V6(_)) => format!("[{host}]"),
-        _ => host,
-    };
-    let port = config.get_ports().first().copied().unwrap_or(5432);
-    // PostgreSQL defaults the database to the user name.
-    match config.get_dbname().or(config.get_user()) {
-        Some(db) => format!("postgres {host}:{port}/{db}"),
-        None => format!("postgres {host}:{port}"),
-    }
-}
-
-/// The server's message with its SQLSTATE, detail and hint, or the whole error chain.
-fn error_text(error: &tokio_postgres::Error) -> String {
-    match error.as_db_error() {
-        Some(db) => {
-            let mut text = format!("{} (SQLSTATE {})", db.message(), db.code().code());
-            if let Some(detail) = db.detail() {
-                text.push_str(&format!("; {detail}"));
-            }
-            if let Some(hint) = db.hint() {
-                text.push_str(&format!("; hint: {hint}"));
-            }
-            text
-        }
-        None => error_chain(error),
-    }
-}
-
-/// Like [`error_text`], adding why the connection closed when that is the error.
-fn client_error_text(error: &tokio_postgres::Error, failure: &ConnectionFailure) -> String {
-    let text = error_text(error);
-    if error.is_closed() {
-        if let Some(cause) = failure.lock().unwrap_or_else(PoisonError::into_inner).clone() {
-            return format!("{text}: {cause}");
-        }
-    }
-    text
-}
-
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        // Some errors repeat their source's text in their own.
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -761,11 +668,5 @@ mod tests {
         assert_ne!(lock_key("ab", "c"), lock_key("a", "bc"));
         // FNV-1a 64 of one zero byte (the separator alone): the hash is fixed, not per process.
         assert_eq!(lock_key("", "") as u64, 0xaf63_bd4c_8601_b7df);
-    }
-
-    #[test]
-    fn describe_hides_the_password() {
-        let config = Config::from_str("postgres://user:secret@db.example:6543/state").unwrap();
-        assert_eq!(describe_config(&config), "postgres db.example:6543/state");
     }
 }

@@ -1,13 +1,10 @@
 //! Typed configuration of the Postgres destination and its validation, done without connecting.
 
-use std::net::IpAddr;
-use std::str::FromStr;
 use std::time::Duration;
 
 use serde::Deserialize;
-use tokio_postgres::config::Host;
 
-use super::mapping::quote_ident;
+use sluice_pg::quote_ident;
 
 /// Records per statement when the project does not say.
 pub const DEFAULT_BATCH_SIZE: usize = 1000;
@@ -21,9 +18,6 @@ const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// PostgreSQL truncates longer identifiers silently, which would make us write elsewhere.
 const MAX_IDENTIFIER_BYTES: usize = 63;
-
-/// The `url` form shown when a URL cannot be used.
-const EXPECTED_URL: &str = "expected a url such as postgres://user:password@host:5432/database";
 
 /// Project configuration of a Postgres table destination.
 #[derive(Debug, Clone, Deserialize)]
@@ -103,17 +97,8 @@ pub struct Settings {
 impl PostgresDestinationConfig {
     /// Checks every value; errors name the offending key and say what was expected.
     pub fn validate(&self) -> Result<Settings, (&'static str, String)> {
-        let mut connection = tokio_postgres::Config::from_str(&self.url)
-            .map_err(|e| ("url", format!("invalid postgres url ({}): {EXPECTED_URL}", error_chain(&e))))?;
-        if connection.get_hosts().is_empty() && connection.get_hostaddrs().is_empty() {
-            return Err(("url", format!("the postgres url names no host: {EXPECTED_URL}")));
-        }
-        if connection.get_connect_timeout().is_none() {
-            connection.connect_timeout(DEFAULT_CONNECT_TIMEOUT);
-        }
-        if connection.get_application_name().is_none() {
-            connection.application_name("sluice");
-        }
+        let connection =
+            sluice_pg::parse_url(&self.url, DEFAULT_CONNECT_TIMEOUT).map_err(|message| ("url", message))?;
         let table = TableName::parse(&self.table).map_err(|message| ("table", message))?;
         let batch_size = self.batch_size.unwrap_or(DEFAULT_BATCH_SIZE);
         if !(1..=MAX_BATCH_SIZE).contains(&batch_size) {
@@ -122,46 +107,9 @@ impl PostgresDestinationConfig {
                 format!("expected a number of records per statement from 1 to {MAX_BATCH_SIZE}, got {batch_size}"),
             ));
         }
-        let location = describe_config(&connection);
+        let location = sluice_pg::describe(&connection);
         Ok(Settings { connection, location, table, batch_size, create_table: self.create_table.unwrap_or(true) })
     }
-}
-
-/// `postgres host:port/database`, from the parsed config so the password never appears.
-fn describe_config(config: &tokio_postgres::Config) -> String {
-    let host = match (config.get_hosts().first(), config.get_hostaddrs().first()) {
-        (Some(Host::Tcp(host)), _) => host.clone(),
-        #[cfg(unix)]
-        (Some(Host::Unix(path)), _) => path.display().to_string(),
-        (None, Some(addr)) => addr.to_string(),
-        (None, None) => "localhost".to_string(),
-    };
-    let host = match host.parse::<IpAddr>() {
-        Ok(IpAddr::V6(_)) => format!("[{host}]"),
-        _ => host,
-    };
-    let port = config.get_ports().first().copied().unwrap_or(5432);
-    // PostgreSQL defaults the database to the user name.
-    match config.get_dbname().or(config.get_user()) {
-        Some(db) => format!("postgres {host}:{port}/{db}"),
-        None => format!("postgres {host}:{port}"),
-    }
-}
-
-/// An error and its causes on one line.
-pub fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        // Some errors repeat their source's text in their own.
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
 }
 
 #[cfg(test)]

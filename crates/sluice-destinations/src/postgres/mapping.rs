@@ -4,14 +4,10 @@ use std::collections::HashSet;
 
 use arrow_schema::DataType;
 use sluice_core::{Change, ChangeOp, FieldSpec, SyncMode};
+pub use sluice_pg::quote_ident;
 
 /// PostgreSQL's wire protocol counts bind parameters in 16 bits.
 pub const MAX_PARAMS: usize = 65_535;
-
-/// Quotes an identifier so any name, including mixed case and keywords, is used exactly.
-pub fn quote_ident(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
-}
 
 /// The column type created for a model column of this Arrow type.
 pub fn column_type(data_type: &DataType) -> &'static str {

@@ -4,7 +4,7 @@ mod config;
 mod mapping;
 
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex as StdMutex};
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use sluice_core::{
@@ -12,18 +12,16 @@ use sluice_core::{
 };
 use tokio::sync::Mutex;
 use tokio_postgres::types::ToSql;
-use tokio_postgres::{Client, NoTls, ToStatement, Transaction};
+use tokio_postgres::{Client, ToStatement, Transaction};
 
 pub use config::PostgresDestinationConfig;
-use config::{error_chain, Settings};
+use config::Settings;
 use mapping::{create_table_sql, quote_ident, Kind, Layout, Statement};
+use sluice_pg::{client_error_text, error_text, Connected, ConnectionFailure};
 
 /// Parts a refused group is split into: one bad record among 10000 costs about 35 statements,
 /// and a batch of only bad records about 1.5 statements per record.
 const ISOLATION_FAN_OUT: usize = 8;
-
-/// Longest database detail kept in a rejection; details such as "Failing row contains" quote whole rows.
-const MAX_DETAIL_CHARS: usize = 300;
 
 /// A Postgres table that changes are written to.
 pub struct PostgresDestination {
@@ -46,10 +44,6 @@ struct State {
     /// Per sync: the key column and the column types, resolved by `prepare`.
     tables: HashMap<String, Arc<TableInfo>>,
 }
-
-/// The connection's own error is otherwise lost; it is kept so that a later "connection
-/// closed" from the client can say why.
-type ConnectionFailure = Arc<StdMutex<Option<String>>>;
 
 struct Connection {
     client: Client,
@@ -106,16 +100,9 @@ impl PostgresDestination {
             };
             DestinationError::new(class, format!("cannot connect to {}: {}", self.settings.location, error_text(error)))
         };
-        let (client, connection) = self.settings.connection.connect(NoTls).await.map_err(|e| connect_error(&e))?;
-        let failure: ConnectionFailure = Arc::new(StdMutex::new(None));
-        let slot = Arc::clone(&failure);
-        tokio::spawn(async move {
-            if let Err(e) = connection.await {
-                if let Ok(mut slot) = slot.lock() {
-                    *slot = Some(error_text(&e));
-                }
-            }
-        });
+        // The connection task ends by itself once the client is dropped.
+        let Connected { client, failure, .. } =
+            sluice_pg::connect(&self.settings.connection).await.map_err(|e| connect_error(&e))?;
         // Zone-less timestamps written to timestamptz columns then mean UTC, whatever the server's setting.
         client.batch_execute("SET TIME ZONE 'UTC'").await.map_err(|e| connect_error(&e))?;
         Ok(Connection { client, failure })
@@ -561,38 +548,4 @@ fn is_data_error(error: &tokio_postgres::Error) -> bool {
         Some(code) => matches!(code.get(..2), Some("21" | "22" | "23" | "44")) || code == "54000" || code == "P0001",
         None => false,
     }
-}
-
-/// The database's message and SQLSTATE, with its detail and hint, or the error chain.
-fn error_text(error: &tokio_postgres::Error) -> String {
-    match error.as_db_error() {
-        Some(db) => {
-            let mut text = format!("{} (SQLSTATE {})", db.message(), db.code().code());
-            if let Some(detail) = db.detail() {
-                text.push_str("; ");
-                if detail.chars().count() > MAX_DETAIL_CHARS {
-                    text.extend(detail.chars().take(MAX_DETAIL_CHARS));
-                    text.push('…');
-                } else {
-                    text.push_str(detail);
-                }
-            }
-            if let Some(hint) = db.hint() {
-                text.push_str(&format!("; hint: {hint}"));
-            }
-            text
-        }
-        None => error_chain(error),
-    }
-}
-
-/// Like [`error_text`], adding why the connection closed when that is the error.
-fn client_error_text(error: &tokio_postgres::Error, failure: &ConnectionFailure) -> String {
-    let text = error_text(error);
-    if error.is_closed() {
-        if let Some(cause) = failure.lock().ok().and_then(|slot| slot.clone()) {
-            return format!("{text}: {cause}");
-        }
-    }
-    text
 }

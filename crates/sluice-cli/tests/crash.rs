@@ -49,12 +49,7 @@ async fn killing_sync_at_random_points_loses_nothing_and_duplicates_only_in_flig
     }
     assert!(kills >= 6, "most runs should have been killed mid-way (only {kills} were)");
 
-    let output = tokio::task::spawn_blocking({
-        let dir = dir.path().to_path_buf();
-        move || sluice(&dir, &["sync", "to_hook"])
-    })
-    .await
-    .unwrap();
+    let output = sluice_async(dir.path(), &["sync", "to_hook"]).await;
     assert_eq!(output.status.code(), Some(0), "the run after the crashes completes: {}", text(&output));
 
     let r = receiver.lock().unwrap();

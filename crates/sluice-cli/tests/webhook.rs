@@ -15,12 +15,7 @@ async fn rejected_records_are_reported_retried_and_nothing_else_is_resent() {
     receiver.lock().unwrap().reject.insert("7".into(), "email domain is blocked".into());
     receiver.lock().unwrap().reject.insert("23".into(), "name too long for field `name`".into());
 
-    let (code, report) = tokio::task::spawn_blocking({
-        let dir = dir.path().to_path_buf();
-        move || sync_json(&dir, "to_hook")
-    })
-    .await
-    .unwrap();
+    let (code, report) = sync_json_async(dir.path(), "to_hook").await;
     assert_eq!(code, 2, "{report}");
     assert_eq!(report["status"], "partial");
     assert_eq!(counts(&report), (48, 0, 0, 2));
@@ -39,12 +34,7 @@ async fn rejected_records_are_reported_retried_and_nothing_else_is_resent() {
         r.reject.clear();
         r.received.clear();
     }
-    let (code, report) = tokio::task::spawn_blocking({
-        let dir = dir.path().to_path_buf();
-        move || sync_json(&dir, "to_hook")
-    })
-    .await
-    .unwrap();
+    let (code, report) = sync_json_async(dir.path(), "to_hook").await;
     assert_eq!(code, 0, "{report}");
     assert_eq!(counts(&report), (2, 0, 0, 0));
     let mut resent: Vec<String> = receiver.lock().unwrap().received.iter().map(|(_, k, _)| k.clone()).collect();
@@ -54,12 +44,7 @@ async fn rejected_records_are_reported_retried_and_nothing_else_is_resent() {
 
     // And then nothing at all.
     receiver.lock().unwrap().received.clear();
-    let (code, report) = tokio::task::spawn_blocking({
-        let dir = dir.path().to_path_buf();
-        move || sync_json(&dir, "to_hook")
-    })
-    .await
-    .unwrap();
+    let (code, report) = sync_json_async(dir.path(), "to_hook").await;
     assert_eq!((code, counts(&report)), (0, (0, 0, 0, 0)));
     assert_eq!(report["unchanged"], 50);
     assert!(receiver.lock().unwrap().received.is_empty());
@@ -73,12 +58,7 @@ async fn rate_limits_and_server_errors_are_retried_without_losing_records() {
     webhook_project(dir.path(), &url, "");
     receiver.lock().unwrap().fail_next.extend([(429, Some(1)), (503, None), (500, None), (429, Some(0))]);
 
-    let (code, report) = tokio::task::spawn_blocking({
-        let dir = dir.path().to_path_buf();
-        move || sync_json(&dir, "to_hook")
-    })
-    .await
-    .unwrap();
+    let (code, report) = sync_json_async(dir.path(), "to_hook").await;
     assert_eq!(code, 0, "{report}");
     assert_eq!(counts(&report), (30, 0, 0, 0));
     let r = receiver.lock().unwrap();
@@ -95,12 +75,7 @@ async fn a_client_error_rejects_the_batch_with_the_receivers_message() {
     webhook_project(dir.path(), &url, "");
     receiver.lock().unwrap().fail_next.push_back((422, None));
 
-    let output = tokio::task::spawn_blocking({
-        let dir = dir.path().to_path_buf();
-        move || sluice(&dir, &["sync", "to_hook"])
-    })
-    .await
-    .unwrap();
+    let output = sluice_async(dir.path(), &["sync", "to_hook"]).await;
     assert_eq!(output.status.code(), Some(2), "{}", text(&output));
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(stdout.contains("5 inserted") && stdout.contains("10 rejected"), "{stdout}");
@@ -132,12 +107,7 @@ async fn a_second_sync_of_the_same_sync_is_refused_while_one_runs() {
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
     tokio::time::sleep(Duration::from_millis(50)).await;
-    let second = tokio::task::spawn_blocking({
-        let dir = dir.path().to_path_buf();
-        move || sluice(&dir, &["sync", "to_hook"])
-    })
-    .await
-    .unwrap();
+    let second = sluice_async(dir.path(), &["sync", "to_hook"]).await;
     assert_eq!(second.status.code(), Some(1), "{}", text(&second));
     let stderr = String::from_utf8_lossy(&second.stderr);
     assert!(stderr.contains("sync `to_hook` is already running"), "{stderr}");

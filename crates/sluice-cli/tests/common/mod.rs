@@ -27,6 +27,21 @@ pub fn sluice(dir: &Path, args: &[&str]) -> Output {
         .expect("the sluice binary runs")
 }
 
+/// [`sluice`] from async tests, off the runtime's threads (the fake receiver runs on them).
+pub async fn sluice_async(dir: &Path, args: &[&str]) -> Output {
+    let dir = dir.to_path_buf();
+    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    tokio::task::spawn_blocking(move || sluice(&dir, &args.iter().map(String::as_str).collect::<Vec<_>>()))
+        .await
+        .unwrap()
+}
+
+/// [`sync_json`] from async tests.
+pub async fn sync_json_async(dir: &Path, sync: &str) -> (i32, Value) {
+    let (dir, sync) = (dir.to_path_buf(), sync.to_string());
+    tokio::task::spawn_blocking(move || sync_json(&dir, &sync)).await.unwrap()
+}
+
 /// stdout and stderr of a finished command, for assertion messages.
 pub fn text(output: &Output) -> String {
     format!(

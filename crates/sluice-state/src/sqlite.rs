@@ -14,7 +14,7 @@ use crate::{
     StateError, StateStore, SyncLock,
 };
 
-/// A lock whose heartbeat is older than this is free, whoever holds it.
+/// A lock held from another machine whose heartbeat is older than this is free.
 pub const LOCK_LEASE: Duration = Duration::from_secs(60);
 const HEARTBEAT_EVERY: Duration = Duration::from_secs(10);
 
@@ -55,6 +55,7 @@ create table if not exists sync_locks (
     sync text primary key,
     owner text not null,
     pid integer not null,
+    process_start text,
     host text not null,
     acquired_at integer not null,
     heartbeat_at integer not null
@@ -105,11 +106,23 @@ fn from_millis(millis: i64) -> DateTime<Utc> {
     DateTime::from_timestamp_millis(millis).unwrap_or_default()
 }
 
-/// Whether process `pid` is alive on this machine.
-fn process_alive(pid: i64) -> bool {
+/// When process `pid` started, in clock ticks since boot (field 22 of `/proc/PID/stat`), so a
+/// pid reused by another process is not mistaken for the lock's holder.
+fn process_start(pid: u32) -> Option<String> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may hold spaces and parentheses; fields after it do not.
+    let after_name = &stat[stat.rfind(')')? + 1..];
+    after_name.split_whitespace().nth(19).map(str::to_string)
+}
+
+/// Whether the process that took a lock on this machine is still running.
+fn holder_alive(pid: i64, started: Option<&str>) -> bool {
     let Ok(pid) = libc::pid_t::try_from(pid) else { return false };
     if pid <= 0 {
         return false;
+    }
+    if let Some(started) = started {
+        return process_start(pid as u32).as_deref() == Some(started);
     }
     // Signal 0 checks existence without sending anything.
     let result = unsafe { libc::kill(pid, 0) };
@@ -172,18 +185,23 @@ impl StateStore for SqliteStateStore {
             let transaction = connection
                 .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
                 .map_err(|e| self.error(e))?;
-            let holder: Option<(i64, String, i64, i64)> = transaction
+            let holder: Option<(i64, String, i64, i64, Option<String>)> = transaction
                 .query_row(
-                    "select pid, host, acquired_at, heartbeat_at from sync_locks where sync = ?1",
+                    "select pid, host, acquired_at, heartbeat_at, process_start from sync_locks where sync = ?1",
                     [sync],
-                    |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?)),
+                    |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?, row.get(4)?)),
                 )
                 .optional()
                 .map_err(|e| self.error(e))?;
-            if let Some((holder_pid, holder_host, acquired_at, heartbeat_at)) = holder {
-                let fresh = now_millis() - heartbeat_at < LOCK_LEASE.as_millis() as i64;
-                let alive = holder_host != host || process_alive(holder_pid);
-                if fresh && alive {
+            if let Some((holder_pid, holder_host, acquired_at, heartbeat_at, started)) = holder {
+                // On this machine the process table is the truth, whatever the heartbeat says
+                // (a long scan may delay it); elsewhere only the heartbeat's lease can tell.
+                let held = if holder_host == host {
+                    holder_alive(holder_pid, started.as_deref())
+                } else {
+                    now_millis() - heartbeat_at < LOCK_LEASE.as_millis() as i64
+                };
+                if held {
                     return Err(StateError::Locked {
                         sync: sync.to_string(),
                         holder: holder_description(holder_pid as u32, &holder_host, from_millis(acquired_at)),
@@ -193,11 +211,12 @@ impl StateStore for SqliteStateStore {
             let now = now_millis();
             transaction
                 .execute(
-                    "insert into sync_locks (sync, owner, pid, host, acquired_at, heartbeat_at)
-                     values (?1, ?2, ?3, ?4, ?5, ?5)
+                    "insert into sync_locks (sync, owner, pid, process_start, host, acquired_at, heartbeat_at)
+                     values (?1, ?2, ?3, ?4, ?5, ?6, ?6)
                      on conflict (sync) do update set owner = excluded.owner, pid = excluded.pid,
-                         host = excluded.host, acquired_at = excluded.acquired_at, heartbeat_at = excluded.heartbeat_at",
-                    params![sync, owner, pid, host, now],
+                         process_start = excluded.process_start, host = excluded.host,
+                         acquired_at = excluded.acquired_at, heartbeat_at = excluded.heartbeat_at",
+                    params![sync, owner, pid, process_start(pid), host, now],
                 )
                 .map_err(|e| self.error(e))?;
             transaction.commit().map_err(|e| self.error(e))?;
@@ -401,5 +420,20 @@ impl StateStore for SqliteStateStore {
         transaction.execute("delete from sync_targets where sync = ?1", [sync]).map_err(|e| self.error(e))?;
         transaction.commit().map_err(|e| self.error(e))?;
         Ok(removed as u64)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_live_process_is_recognised_and_a_reused_pid_is_not() {
+        let me = std::process::id();
+        let started = process_start(me).expect("this process has a start time");
+        assert!(holder_alive(i64::from(me), Some(&started)));
+        assert!(holder_alive(i64::from(me), None));
+        assert!(!holder_alive(i64::from(me), Some("0")), "same pid, different start: another process");
+        assert!(!holder_alive(0, None));
     }
 }

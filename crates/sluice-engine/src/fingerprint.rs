@@ -4,11 +4,33 @@ use arrow_array::cast::AsArray;
 use arrow_array::{types, Array, ArrayRef};
 use arrow_schema::{DataType, Field, TimeUnit};
 use sluice_core::{value_at, Fingerprint};
-use xxhash_rust::xxh3::xxh3_128;
+use xxhash_rust::xxh3::{xxh3_128, xxh3_128_with_seed, xxh3_64};
 
 /// The hash a key is indexed by in the planner's in-memory snapshot index.
 pub fn key_hash(key: &str) -> u128 {
     xxh3_128(key.as_bytes())
+}
+
+/// [`key_hash`] of an integer's decimal text, formatted on the stack.
+fn integer_key_hash(value: i64) -> u128 {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    let mut rest = value.unsigned_abs();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (rest % 10) as u8;
+        rest /= 10;
+        if rest == 0 {
+            break;
+        }
+    }
+    if value < 0 {
+        let mut text = [0u8; 21];
+        text[0] = b'-';
+        text[1..=digits.len() - at].copy_from_slice(&digits[at..]);
+        return xxh3_128(&text[..=digits.len() - at]);
+    }
+    xxh3_128(&digits[at..])
 }
 
 /// One column of a batch, downcast once so that each row is hashed without dispatch on type.
@@ -100,6 +122,8 @@ pub struct RowHasher<'a> {
     /// Hashed columns, ordered by destination field name so mapping order does not matter.
     columns: Vec<(&'a str, ColumnView<'a>)>,
     key: (&'a Field, &'a ArrayRef),
+    /// Hash of the destination field names, folded into every fingerprint as its seed.
+    names_seed: u64,
     buffer: Vec<u8>,
 }
 
@@ -109,7 +133,26 @@ impl<'a> RowHasher<'a> {
         let mut columns: Vec<(&'a str, ColumnView<'a>)> =
             columns.into_iter().map(|(name, field, array)| (name, ColumnView::new(field, array))).collect();
         columns.sort_by(|a, b| a.0.cmp(b.0));
-        RowHasher { columns, key, buffer: Vec::with_capacity(256) }
+        let mut names = Vec::new();
+        for (name, _) in &columns {
+            push_var(&mut names, 9, name.as_bytes());
+        }
+        RowHasher { columns, key, names_seed: xxh3_64(&names), buffer: Vec::with_capacity(256) }
+    }
+
+    /// The hash of the row's key text ([`key_hash`] of [`RowHasher::key`]) without building
+    /// the text for integer and text keys: most rows of a run are unchanged and need no more.
+    pub fn key_hash(&self, row: usize) -> Option<u128> {
+        let (_, array) = self.key;
+        if array.is_null(row) {
+            return None;
+        }
+        match array.data_type() {
+            DataType::Int64 => Some(integer_key_hash(array.as_primitive::<types::Int64Type>().value(row))),
+            DataType::Int32 => Some(integer_key_hash(array.as_primitive::<types::Int32Type>().value(row).into())),
+            DataType::Utf8 => Some(key_hash(array.as_string::<i32>().value(row))),
+            _ => self.key(row).map(|key| key_hash(&key)),
+        }
     }
 
     /// The row's primary key as text, `None` when it is null.
@@ -130,11 +173,10 @@ impl<'a> RowHasher<'a> {
     /// destination field re-sends the records).
     pub fn fingerprint(&mut self, row: usize) -> Fingerprint {
         self.buffer.clear();
-        for (name, column) in &self.columns {
-            push_var(&mut self.buffer, 9, name.as_bytes());
+        for (_, column) in &self.columns {
             column.encode(row, &mut self.buffer);
         }
-        Fingerprint(xxh3_128(&self.buffer))
+        Fingerprint(xxh3_128_with_seed(&self.buffer, self.names_seed))
     }
 }
 
@@ -162,6 +204,23 @@ mod tests {
         assert_eq!(a[0], a[1]);
         assert_ne!(a[0], a[2]);
         assert_ne!(a[3], a[4], "null and empty text must differ");
+    }
+
+    #[test]
+    fn integer_key_hashes_match_the_hash_of_their_text() {
+        for value in [0, 7, -7, 42, 1_000_000, i64::MAX, i64::MIN] {
+            assert_eq!(integer_key_hash(value), key_hash(&value.to_string()), "{value}");
+        }
+    }
+
+    #[test]
+    fn renaming_a_field_changes_the_fingerprint() {
+        let field = Field::new("v", DataType::Int64, true);
+        let values: ArrayRef = Arc::new(Int64Array::from(vec![1]));
+        let mut a = RowHasher::new(vec![("a", &field, &values)], (&field, &values));
+        let mut b = RowHasher::new(vec![("b", &field, &values)], (&field, &values));
+        assert_ne!(a.fingerprint(0), b.fingerprint(0));
+        assert_eq!(a.key_hash(0), Some(key_hash("1")));
     }
 
     #[test]

@@ -184,16 +184,15 @@ pub async fn plan(
         );
         for row in 0..batch.num_rows() {
             counts.rows += 1;
-            let Some(key) = hasher.key(row) else {
+            let Some(hash) = hasher.key_hash(row) else {
                 problems.nulls += 1;
                 continue;
             };
-            let hash = key_hash(&key);
             let fingerprint = hasher.fingerprint(row);
             let is_new = match index.find(hash) {
                 Some(position) => {
                     if !index.mark_seen(position) {
-                        problems.duplicate(key);
+                        problems.duplicate(hasher.key(row).unwrap_or_default());
                         continue;
                     }
                     if index.entries[position].1 == fingerprint {
@@ -204,7 +203,7 @@ pub async fn plan(
                 }
                 None => {
                     if !new_keys.insert(hash) {
-                        problems.duplicate(key);
+                        problems.duplicate(hasher.key(row).unwrap_or_default());
                         continue;
                     }
                     true
@@ -219,6 +218,7 @@ pub async fn plan(
                 (_, true) => ChangeOp::Insert,
                 (_, false) => ChangeOp::Update,
             };
+            let key = hasher.key(row).unwrap_or_default();
             let values = columns
                 .iter()
                 .map(|(_, column)| value_at(schema.field(*column), arrays[*column].as_ref(), row))

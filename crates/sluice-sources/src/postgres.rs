@@ -13,13 +13,13 @@ use arrow_array::{ArrayRef, RecordBatch};
 use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use async_trait::async_trait;
 use futures::StreamExt;
-use postgres_types::{FromSql, Kind, Type};
+use postgres_types::{Kind, Type};
 use serde::Deserialize;
 use sluice_core::{ModelQuery, RecordBatchStream, ScanOptions, Source, SourceError, LOGICAL_TYPE_KEY};
-use sluice_pg::{client_error_text, error_chain, error_text, quote_ident, ConnectionFailure};
+use sluice_pg::{client_error_text, error_text, quote_ident, ConnectionFailure};
 use tokio::task::JoinHandle;
-use tokio_postgres::binary_copy::{BinaryCopyOutRow, BinaryCopyOutStream};
 use tokio_postgres::Client;
+use tokio_postgres::CopyOutStream;
 
 /// Used when the URL sets no `connect_timeout`, so an unreachable host fails a run in
 /// reasonable time instead of waiting for the operating system's TCP timeout.
@@ -108,8 +108,6 @@ impl Source for PostgresSource {
             projection.join(", ")
         );
         let copy = client.copy_out(copy_sql.as_str()).await.map_err(|e| self.query_error(&e, &connection.failure))?;
-        let copy_types: Vec<Type> = plan.iter().map(|c| c.copy_type.clone()).collect();
-        let rows = Box::pin(BinaryCopyOutStream::new(copy, &copy_types));
 
         let schema: SchemaRef = Arc::new(Schema::new(plan.iter().map(|c| c.field.clone()).collect::<Vec<_>>()));
         let state = ScanState {
@@ -118,16 +116,28 @@ impl Source for PostgresSource {
             names: plan.iter().map(|c| c.field.name().clone()).collect(),
             builders: plan.iter().map(|c| ColumnBuilder::new(c.decode)).collect(),
             batch_rows: options.batch_rows.max(1),
-            rows,
-            pending: None,
+            copy: Box::pin(copy),
+            buffer: Vec::with_capacity(1 << 16),
+            position: 0,
+            header_read: false,
+            fields: Vec::with_capacity(plan.len()),
             finished: false,
             copy_done: false,
             connection,
         };
-        let batches = futures::stream::unfold(state, |mut state| async move {
-            let item = state.next_batch().await?;
-            Some((item, state))
+        // Decoding runs in its own task so that it overlaps with the planner's hashing and
+        // diffing on another core; the bounded channel keeps memory to a few batches.
+        let (sender, mut receiver) = tokio::sync::mpsc::channel(2);
+        tokio::spawn(async move {
+            let mut state = state;
+            while let Some(item) = state.next_batch().await {
+                let failed = item.is_err();
+                if sender.send(item).await.is_err() || failed {
+                    break;
+                }
+            }
         });
+        let batches = futures::stream::poll_fn(move |cx| receiver.poll_recv(cx));
         Ok(RecordBatchStream { schema, batches: Box::pin(batches) })
     }
 }
@@ -162,7 +172,6 @@ enum Decode {
 struct ColumnPlan {
     field: Field,
     projection: String,
-    copy_type: Type,
     decode: Decode,
 }
 
@@ -205,7 +214,7 @@ fn plan_column(name: &str, pg_type: &Type) -> ColumnPlan {
     let quoted = quote_ident(name);
     match native {
         Some((decode, data_type)) => {
-            ColumnPlan { field: Field::new(name, data_type, true), projection: quoted, copy_type: base.clone(), decode }
+            ColumnPlan { field: Field::new(name, data_type, true), projection: quoted, decode }
         }
         None => {
             let logical = match *base {
@@ -217,7 +226,7 @@ fn plan_column(name: &str, pg_type: &Type) -> ColumnPlan {
             if let Some(logical) = logical {
                 field = field.with_metadata(HashMap::from([(LOGICAL_TYPE_KEY.to_string(), logical.to_string())]));
             }
-            ColumnPlan { field, projection: format!("{quoted}::text"), copy_type: Type::TEXT, decode: Decode::Text }
+            ColumnPlan { field, projection: format!("{quoted}::text"), decode: Decode::Text }
         }
     }
 }
@@ -226,24 +235,6 @@ fn base_type(pg_type: &Type) -> &Type {
     match pg_type.kind() {
         Kind::Domain(inner) => base_type(inner),
         _ => pg_type,
-    }
-}
-
-/// One binary COPY field, undecoded; decoding is done here so that every failure is an
-/// error naming the column rather than a panic.
-struct Raw<'a>(Option<&'a [u8]>);
-
-impl<'a> FromSql<'a> for Raw<'a> {
-    fn from_sql(_: &Type, raw: &'a [u8]) -> Result<Self, Box<dyn std::error::Error + Sync + Send>> {
-        Ok(Raw(Some(raw)))
-    }
-
-    fn from_sql_null(_: &Type) -> Result<Self, Box<dyn std::error::Error + Sync + Send>> {
-        Ok(Raw(None))
-    }
-
-    fn accepts(_: &Type) -> bool {
-        true
     }
 }
 
@@ -371,9 +362,13 @@ struct ScanState {
     names: Vec<String>,
     builders: Vec<ColumnBuilder>,
     batch_rows: usize,
-    rows: Pin<Box<BinaryCopyOutStream>>,
-    /// A row read but left for the next batch because this one was full.
-    pending: Option<BinaryCopyOutRow>,
+    copy: Pin<Box<CopyOutStream>>,
+    /// Bytes received and not parsed yet start at `position`.
+    buffer: Vec<u8>,
+    position: usize,
+    header_read: bool,
+    /// Scratch: the current tuple's fields as (start, length) in `buffer`, `None` for null.
+    fields: Vec<Option<(usize, usize)>>,
     /// No more batches will be yielded.
     finished: bool,
     /// The server has ended the COPY, so the connection can close without discarding data.
@@ -412,54 +407,135 @@ impl ScanState {
     async fn fill(&mut self) -> Result<usize, SourceError> {
         let mut count = 0;
         while count < self.batch_rows {
-            let row = match self.pending.take() {
-                Some(row) => row,
-                None => match self.rows.next().await {
-                    Some(Ok(row)) => row,
-                    Some(Err(e)) => {
-                        self.copy_done = true;
-                        return Err(SourceError::Query {
-                            target: self.target.clone(),
-                            cause: client_error_text(&e, &self.connection.failure),
-                        });
-                    }
-                    None => {
+            match self.parse_tuple().map_err(|message| self.data_error(&message))? {
+                Parsed::Incomplete => {
+                    if !self.read_more().await? {
+                        if self.position < self.buffer.len() {
+                            return Err(self.data_error("the COPY data ended in the middle of a row"));
+                        }
                         self.copy_done = true;
                         self.finished = true;
                         break;
                     }
-                },
-            };
-            let values = self.values(&row)?;
-            let fits = self.builders.iter().zip(&values).all(|(b, v)| b.has_room(v.map_or(0, <[u8]>::len)));
-            if !fits && count > 0 {
-                self.pending = Some(row);
-                break;
+                }
+                Parsed::End => {
+                    // The server sends nothing after the trailer but the end of the COPY.
+                    self.copy_done = true;
+                    self.finished = true;
+                    break;
+                }
+                Parsed::Row(end) => {
+                    let buffer = &self.buffer;
+                    let fits = self
+                        .builders
+                        .iter()
+                        .zip(&self.fields)
+                        .all(|(builder, field)| builder.has_room(field.map_or(0, |(_, len)| len)));
+                    if !fits && count > 0 {
+                        break;
+                    }
+                    for ((builder, field), name) in self.builders.iter_mut().zip(&self.fields).zip(&self.names) {
+                        let value = field.map(|(start, len)| &buffer[start..start + len]);
+                        builder.append(value).map_err(|message| {
+                            SourceError::Data(format!("cannot read column `{name}` of {}: {message}", self.target))
+                        })?;
+                    }
+                    self.position = end;
+                    count += 1;
+                }
             }
-            for ((builder, value), name) in self.builders.iter_mut().zip(values).zip(&self.names) {
-                builder.append(value).map_err(|message| {
-                    SourceError::Data(format!("cannot read column `{name}` of {}: {message}", self.target))
-                })?;
-            }
-            count += 1;
         }
         Ok(count)
     }
 
-    fn values<'r>(&self, row: &'r BinaryCopyOutRow) -> Result<Vec<Option<&'r [u8]>>, SourceError> {
-        (0..self.names.len())
-            .map(|i| {
-                row.try_get::<Raw>(i).map(|raw| raw.0).map_err(|e| {
-                    SourceError::Data(format!(
-                        "cannot read column `{}` of {}: {}",
-                        self.names[i],
-                        self.target,
-                        error_chain(&e)
-                    ))
-                })
-            })
-            .collect()
+    fn data_error(&self, message: &str) -> SourceError {
+        SourceError::Data(format!("cannot read the binary COPY data of {}: {message}", self.target))
     }
+
+    /// Appends the next chunk of COPY data to the buffer; false when the COPY has ended.
+    async fn read_more(&mut self) -> Result<bool, SourceError> {
+        match self.copy.next().await {
+            Some(Ok(chunk)) => {
+                if self.position > 0 {
+                    self.buffer.drain(..self.position);
+                    self.position = 0;
+                }
+                self.buffer.extend_from_slice(&chunk);
+                Ok(true)
+            }
+            Some(Err(e)) => {
+                self.copy_done = true;
+                Err(SourceError::Query {
+                    target: self.target.clone(),
+                    cause: client_error_text(&e, &self.connection.failure),
+                })
+            }
+            None => Ok(false),
+        }
+    }
+
+    /// Finds the next whole tuple in the buffer (after the file header), recording its fields
+    /// in `self.fields` without copying them.
+    fn parse_tuple(&mut self) -> Result<Parsed, String> {
+        let data = &self.buffer[self.position..];
+        let mut at = 0;
+        if !self.header_read {
+            const SIGNATURE: &[u8] = b"PGCOPY\n\xff\r\n\0";
+            let Some(extension) = read_i32(data, SIGNATURE.len() + 4) else { return Ok(Parsed::Incomplete) };
+            if &data[..SIGNATURE.len()] != SIGNATURE {
+                return Err("the data does not start with the binary COPY signature".into());
+            }
+            let header = SIGNATURE.len() + 8 + usize::try_from(extension).map_err(|_| "negative header extension")?;
+            if data.len() < header {
+                return Ok(Parsed::Incomplete);
+            }
+            self.header_read = true;
+            self.position += header;
+            return self.parse_tuple();
+        }
+        let Some(count) = read_i16(data, 0) else { return Ok(Parsed::Incomplete) };
+        if count == -1 {
+            return Ok(Parsed::End);
+        }
+        if count as usize != self.names.len() {
+            return Err(format!("a row has {count} fields where {} were expected", self.names.len()));
+        }
+        at += 2;
+        self.fields.clear();
+        for _ in 0..count {
+            let Some(length) = read_i32(data, at) else { return Ok(Parsed::Incomplete) };
+            at += 4;
+            if length < 0 {
+                self.fields.push(None);
+                continue;
+            }
+            let length = length as usize;
+            if data.len() < at + length {
+                return Ok(Parsed::Incomplete);
+            }
+            self.fields.push(Some((self.position + at, length)));
+            at += length;
+        }
+        Ok(Parsed::Row(self.position + at))
+    }
+}
+
+/// What [`ScanState::parse_tuple`] found.
+enum Parsed {
+    /// A whole row, ending at this buffer offset.
+    Row(usize),
+    /// The binary COPY trailer.
+    End,
+    /// More data is needed.
+    Incomplete,
+}
+
+fn read_i16(data: &[u8], at: usize) -> Option<i16> {
+    data.get(at..at + 2).map(|b| i16::from_be_bytes([b[0], b[1]]))
+}
+
+fn read_i32(data: &[u8], at: usize) -> Option<i32> {
+    data.get(at..at + 4).map(|b| i32::from_be_bytes([b[0], b[1], b[2], b[3]]))
 }
 
 impl Drop for ScanState {

@@ -353,6 +353,7 @@ async fn a_bad_record_is_rejected_alone_with_the_database_message() {
     let message = outcomes[1].message.as_deref().unwrap_or_default();
     assert!(message.contains("null value in column \"email\""), "{message}");
     assert!(message.contains("(SQLSTATE 23502)"), "{message}");
+    assert!(!message.contains("Bob"), "the row's values stay out of stored messages: {message}");
     assert_eq!(
         rows(&client, &format!("SELECT id FROM \"{}\".crm_contacts ORDER BY id", schema.name)).await,
         vec![row(&["1"]), row(&["3"])]

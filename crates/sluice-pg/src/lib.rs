@@ -84,7 +84,9 @@ pub fn error_text(error: &tokio_postgres::Error) -> String {
     match error.as_db_error() {
         Some(db) => {
             let mut text = format!("{} (SQLSTATE {})", db.message(), db.code().code());
-            if let Some(detail) = db.detail() {
+            // "Failing row contains (…)" repeats the customer's row, which must not reach the
+            // state store (data minimisation); the message and SQLSTATE already say what failed.
+            if let Some(detail) = db.detail().filter(|d| !d.starts_with("Failing row contains")) {
                 text.push_str("; ");
                 if detail.chars().count() > MAX_DETAIL_CHARS {
                     text.extend(detail.chars().take(MAX_DETAIL_CHARS));

@@ -72,3 +72,49 @@ async fn killing_sync_at_random_points_loses_nothing_and_duplicates_only_in_flig
     let runs = String::from_utf8_lossy(&sluice(dir.path(), &["runs", "--limit", "100"]).stdout).to_string();
     assert!(!runs.contains("running"), "interrupted runs are marked failed: {runs}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_killed_run_never_blocks_the_next_one_with_the_postgres_state_store() {
+    let Some(client) = postgres().await else { return };
+    let schema = Schema::create(&client, "sluice_crash_state").await;
+    let dir = tempfile::tempdir().unwrap();
+    let warehouse = sqlite_warehouse(&dir.path().join("warehouse.db"), 300);
+    let (url, receiver) = start_receiver().await;
+    webhook_project(dir.path(), &url, "");
+    let project = std::fs::read_to_string(dir.path().join("sluice.yaml")).unwrap();
+    std::fs::write(
+        dir.path().join("sluice.yaml"),
+        project.replace("name: test", &format!("name: test\nstate: \"{}\"", schema.url())),
+    )
+    .unwrap();
+    receiver.lock().unwrap().delay = Duration::from_millis(20);
+
+    for _ in 0..3 {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
+            .args(["sync", "to_hook"])
+            .current_dir(dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        // Kill only once the run is delivering, so it certainly held the lock.
+        let before = receiver.lock().unwrap().requests;
+        for _ in 0..400 {
+            if receiver.lock().unwrap().requests > before {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+    let output = sluice_async(dir.path(), &["sync", "to_hook"]).await;
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output));
+    assert_eq!(receiver.lock().unwrap().records, sqlite_model(&warehouse));
+    let interrupted: i64 = client
+        .query_one(&format!("select count(*) from {}.runs where error like 'interrupted%'", schema.name), &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(interrupted, 3, "each killed run is marked failed as interrupted");
+}

@@ -129,6 +129,31 @@ impl RetryPolicy {
     }
 }
 
+/// A documented request quota: at most `requests` every `per`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RequestQuota {
+    pub requests: u32,
+    pub per: Duration,
+}
+
+/// How hard the delivery driver may push one destination.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeliveryLimits {
+    /// Quotas shared by every sync using the same account; all must allow a request.
+    pub quotas: Vec<RequestQuota>,
+    /// The most requests in flight; adaptive concurrency starts at 1 and stays at or below it.
+    pub max_concurrency: usize,
+    /// When the tool refuses a whole batch for good, bisect it to find the records at fault
+    /// and apply the rest. Off where a batch refusal is meant for the batch (webhooks).
+    pub split_rejected_batches: bool,
+}
+
+impl Default for DeliveryLimits {
+    fn default() -> Self {
+        DeliveryLimits { quotas: Vec::new(), max_concurrency: 1, split_rejected_batches: false }
+    }
+}
+
 /// A destination field and the Arrow type of the model column feeding it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FieldSpec {
@@ -171,6 +196,16 @@ pub trait Destination: Send + Sync {
     /// How failed requests are retried.
     fn retry_policy(&self) -> RetryPolicy {
         RetryPolicy::default()
+    }
+
+    /// Request budgets, concurrency ceiling and split-retry, as the tool documents them.
+    fn delivery_limits(&self) -> DeliveryLimits {
+        DeliveryLimits::default()
+    }
+
+    /// Syncs whose destinations share this key share one request budget (one tool account).
+    fn account_key(&self) -> String {
+        self.identity()
     }
 
     /// Connects and verifies access without writing.

@@ -6,7 +6,7 @@ pub mod value;
 
 pub use change::{Change, ChangeBatch, ChangeOp, ErrorClass, Fingerprint, Outcome, OutcomeStatus, SyncMode};
 pub use connector::{
-    Destination, DestinationError, FieldSpec, ModelQuery, RecordBatchStream, RetryPolicy, ScanOptions, Source,
-    SourceError, Target, WriteContext,
+    DeliveryLimits, Destination, DestinationError, FieldSpec, ModelQuery, RecordBatchStream, RequestQuota, RetryPolicy,
+    ScanOptions, Source, SourceError, Target, WriteContext,
 };
 pub use value::{value_at, LogicalType, Value, LOGICAL_TYPE_KEY};

@@ -1,18 +1,38 @@
-//! The delivery driver: batches the plan's changes, sends them with retries, and commits the
-//! snapshot for confirmed records after each batch (commit on acknowledgement).
+//! The delivery driver: batches the plan's changes, sends them under the destination's request
+//! budget and adaptive concurrency, retries, and commits the snapshot for confirmed records
+//! after each batch (commit on acknowledgement).
 
-use std::time::Duration;
+use std::future::Future;
+use std::pin::Pin;
+use std::time::{Duration, Instant};
 
+use futures::stream::FuturesUnordered;
+use futures::StreamExt;
 use sluice_core::{
     Change, ChangeBatch, ChangeOp, Destination, DestinationError, ErrorClass, Outcome, OutcomeStatus, WriteContext,
 };
 use sluice_state::{CommitBatch, OutcomeRecord, RunCounts, RunId};
 
+use crate::delivery::concurrency::{AdaptiveConcurrency, ConcurrencySettings, Signal};
+use crate::delivery::rate_limit::{RateBudget, RateLimit};
 use crate::planner::Plan;
+use crate::spill::SpillReader;
 use crate::{EngineError, Progress, SyncJob};
 
 /// Waits on rate-limited answers before a batch gives up; they do not use the retry budget.
 const MAX_RATE_LIMITED_WAITS: u32 = 100;
+
+/// Changes recorded per commit when a stopped run marks what it did not send.
+const UNSENT_CHUNK: usize = 10_000;
+
+/// What one batch needs to be sent: the destination and its shared controls.
+struct Sender<'a> {
+    destination: &'a dyn Destination,
+    context: WriteContext,
+    budget: RateBudget,
+    concurrency: AdaptiveConcurrency,
+    split_rejected_batches: bool,
+}
 
 /// Delivers a plan's spilled changes. Every change gets an outcome; on a run-stopping error
 /// the changes not confirmed are recorded as retryable and the error is returned beside the
@@ -39,53 +59,80 @@ async fn deliver_into(
 ) -> Result<(), EngineError> {
     let fields = plan.field_names();
     let batch_size = job.destination.batch_size().max(1);
-    let context = WriteContext { sync: job.sync.to_string(), run_id, mode: job.mode };
-    let mut delivered = 0u64;
+    let limits = job.destination.delivery_limits();
+    let quotas: Vec<RateLimit> =
+        limits.quotas.iter().map(|q| RateLimit { requests: q.requests.max(1), per: q.per }).collect();
+    let sender = Sender {
+        destination: job.destination,
+        context: WriteContext { sync: job.sync.to_string(), run_id, mode: job.mode },
+        budget: RateBudget::shared(&job.destination.account_key(), &quotas),
+        concurrency: AdaptiveConcurrency::new(ConcurrencySettings {
+            max: limits.max_concurrency.max(1),
+            ..ConcurrencySettings::default()
+        }),
+        split_rejected_batches: limits.split_rejected_batches,
+    };
     let Some(reader) = plan.spill.as_mut() else {
         return Err(EngineError::Io("the plan has no spilled changes to deliver (it was a dry run)".into()));
     };
-    let read_error = |e: std::io::Error| EngineError::Io(format!("cannot read the run's spill file: {e}"));
+
+    let mut in_flight = FuturesUnordered::new();
+    let mut stopped: Option<DestinationError> = None;
+    let mut delivered = 0u64;
     loop {
-        let mut changes = Vec::with_capacity(batch_size.min(reader.remaining() as usize));
-        while changes.len() < batch_size {
-            match reader.next_change().map_err(read_error)? {
-                Some(change) => changes.push(change),
-                None => break,
+        // Keep as many batches going as the adaptive limit allows; each request inside still
+        // waits for a concurrency permit and the shared budget.
+        while stopped.is_none() && in_flight.len() < sender.concurrency.limit().max(1) {
+            let changes = read_changes(reader, batch_size)?;
+            if changes.is_empty() {
+                break;
             }
+            let batch = ChangeBatch { fields: fields.clone(), changes };
+            let sender = &sender;
+            in_flight.push(async move {
+                let result = sender.send(&batch).await;
+                (batch, result)
+            });
         }
-        if changes.is_empty() {
-            break;
-        }
-        let batch = ChangeBatch { fields: fields.clone(), changes };
-        match send_with_retries(job.destination, &context, &batch).await {
-            Ok(outcomes) => {
-                totals.add(&commit(job, run_id, &batch.changes, outcomes).await?);
-                delivered += batch.changes.len() as u64;
-                progress.delivered(delivered);
-            }
+        let Some((batch, result)) = in_flight.next().await else { break };
+        let outcomes = match result {
+            Ok(outcomes) => outcomes,
             Err(error) => {
-                // Nothing past this point is confirmed: record why, keep old fingerprints.
+                // Nothing of this batch is confirmed: record why, keep old fingerprints.
                 let reason = format!("not confirmed: the run stopped ({error})");
-                let unsent = |changes: &[Change]| changes.iter().map(|_| Outcome::retryable(reason.clone())).collect();
-                totals.add(&commit(job, run_id, &batch.changes, unsent(&batch.changes)).await?);
-                loop {
-                    let mut rest = Vec::with_capacity(10_000);
-                    while rest.len() < 10_000 {
-                        match reader.next_change().map_err(read_error)? {
-                            Some(change) => rest.push(change),
-                            None => break,
-                        }
-                    }
-                    if rest.is_empty() {
-                        break;
-                    }
-                    totals.add(&commit(job, run_id, &rest, unsent(&rest)).await?);
-                }
-                return Err(EngineError::Destination { destination: job.destination.describe(), error });
+                let outcomes = batch.changes.iter().map(|_| Outcome::retryable(reason.clone())).collect();
+                stopped.get_or_insert(error);
+                outcomes
             }
+        };
+        totals.add(&commit(job, run_id, &batch.changes, outcomes).await?);
+        delivered += batch.changes.len() as u64;
+        progress.delivered(delivered);
+    }
+    if let Some(error) = stopped {
+        let reason = format!("not sent: the run stopped ({error})");
+        loop {
+            let rest = read_changes(reader, UNSENT_CHUNK)?;
+            if rest.is_empty() {
+                break;
+            }
+            let outcomes = rest.iter().map(|_| Outcome::retryable(reason.clone())).collect();
+            totals.add(&commit(job, run_id, &rest, outcomes).await?);
         }
+        return Err(EngineError::Destination { destination: job.destination.describe(), error });
     }
     Ok(())
+}
+
+fn read_changes(reader: &mut SpillReader, limit: usize) -> Result<Vec<Change>, EngineError> {
+    let mut changes = Vec::with_capacity(limit.min(reader.remaining() as usize));
+    while changes.len() < limit {
+        match reader.next_change().map_err(|e| EngineError::Io(format!("cannot read the run's spill file: {e}")))? {
+            Some(change) => changes.push(change),
+            None => break,
+        }
+    }
+    Ok(changes)
 }
 
 /// Commits one batch's outcomes: snapshot entries for confirmed records only.
@@ -117,95 +164,141 @@ async fn commit(
     Ok(batch.counts)
 }
 
-/// Sends a batch until every record has a final outcome or the retry budget is spent.
-/// Returns `Err` only when the run must stop: bad credentials or configuration, or a
-/// destination that kept failing whole requests.
-async fn send_with_retries(
-    destination: &dyn Destination,
-    context: &WriteContext,
-    batch: &ChangeBatch,
-) -> Result<Vec<Outcome>, DestinationError> {
-    let policy = destination.retry_policy();
-    let mut outcomes: Vec<Option<Outcome>> = vec![None; batch.changes.len()];
-    let mut pending: Vec<usize> = (0..batch.changes.len()).collect();
-    let (mut retries, mut rate_limited_waits) = (0u32, 0u32);
-    loop {
-        let subset;
-        let request = if pending.len() == batch.changes.len() {
-            batch
-        } else {
-            subset = ChangeBatch {
-                fields: batch.fields.clone(),
-                changes: pending.iter().map(|&i| batch.changes[i].clone()).collect(),
-            };
-            &subset
+impl Sender<'_> {
+    /// One request: waits for the shared budget and a concurrency permit, and feeds the
+    /// round trip back to adaptive concurrency.
+    async fn request(&self, batch: &ChangeBatch) -> Result<Vec<Outcome>, DestinationError> {
+        // Permit first: the budget's slot must be spent by a send made right away.
+        let permit = self.concurrency.acquire().await;
+        self.budget.until_ready().await;
+        let started = Instant::now();
+        let result = self.destination.write(&self.context, batch).await;
+        let signal = match &result {
+            Err(error) if error.class.is_retryable() => Signal::Backpressure,
+            _ => Signal::Ok,
         };
-        let mut batch_error: Option<DestinationError> = None;
-        match destination.write(context, request).await {
-            Ok(results) if results.len() == pending.len() => {
-                let mut still_pending = Vec::new();
-                for (&index, outcome) in pending.iter().zip(results) {
-                    if outcome.status == OutcomeStatus::Retryable {
-                        still_pending.push(index);
-                    }
-                    outcomes[index] = Some(outcome);
-                }
-                pending = still_pending;
-            }
-            Ok(results) => {
-                let message = format!(
-                    "{} answered with {} outcomes for {} records; treating the records as unconfirmed",
-                    destination.describe(),
-                    results.len(),
-                    pending.len()
-                );
-                for &index in &pending {
-                    outcomes[index] = Some(Outcome::retryable(message.clone()));
-                }
-                pending.clear();
-            }
-            Err(error) if error.class.stops_run() => return Err(error),
-            Err(error) if error.class == ErrorClass::Permanent => {
-                for &index in &pending {
-                    outcomes[index] = Some(Outcome::rejected(error.message.clone()));
-                }
-                pending.clear();
-            }
-            Err(error) => {
-                for &index in &pending {
-                    outcomes[index] = Some(Outcome::retryable(error.message.clone()));
-                }
-                batch_error = Some(error);
+        permit.done(started.elapsed(), signal);
+        if let Err(error) = &result {
+            if let (ErrorClass::RateLimited, Some(wait)) = (error.class, error.retry_after) {
+                // Everyone using this account waits, not only this batch.
+                self.budget.pause_for(wait);
             }
         }
-        if pending.is_empty() {
-            break;
-        }
-        let rate_limited = batch_error.as_ref().is_some_and(|e| e.class == ErrorClass::RateLimited);
-        let exhausted = if rate_limited {
-            rate_limited_waits += 1;
-            rate_limited_waits > MAX_RATE_LIMITED_WAITS
-        } else {
-            retries += 1;
-            retries > policy.max_retries
-        };
-        if exhausted {
-            if let Some(error) = batch_error {
-                let attempts = retries + rate_limited_waits;
-                return Err(DestinationError {
-                    message: format!("{} (gave up after {attempts} attempts)", error.message),
-                    ..error
-                });
-            }
-            break;
-        }
-        let retry_after = batch_error.as_ref().and_then(|e| e.retry_after);
-        let wait = policy.backoff(retries.saturating_sub(1), retry_after, fastrand::f64());
-        tracing::debug!(?wait, pending = pending.len(), "retrying");
-        tokio::time::sleep(wait.max(Duration::from_millis(1))).await;
+        result
     }
-    Ok(outcomes
-        .into_iter()
-        .map(|outcome| outcome.unwrap_or_else(|| Outcome::retryable("no outcome was reported for this record")))
-        .collect())
+
+    /// Sends a batch until every record has a final outcome or the retry budget is spent.
+    /// Returns `Err` only when the run must stop: bad credentials or configuration, or a
+    /// destination that kept failing whole requests.
+    fn send<'s>(
+        &'s self,
+        batch: &'s ChangeBatch,
+    ) -> Pin<Box<dyn Future<Output = Result<Vec<Outcome>, DestinationError>> + Send + 's>> {
+        Box::pin(async move {
+            let policy = self.destination.retry_policy();
+            let mut outcomes: Vec<Option<Outcome>> = vec![None; batch.changes.len()];
+            let mut pending: Vec<usize> = (0..batch.changes.len()).collect();
+            let (mut retries, mut rate_limited_waits) = (0u32, 0u32);
+            loop {
+                let subset;
+                let request = if pending.len() == batch.changes.len() {
+                    batch
+                } else {
+                    subset = ChangeBatch {
+                        fields: batch.fields.clone(),
+                        changes: pending.iter().map(|&i| batch.changes[i].clone()).collect(),
+                    };
+                    &subset
+                };
+                let mut batch_error: Option<DestinationError> = None;
+                match self.request(request).await {
+                    Ok(results) if results.len() == pending.len() => {
+                        let mut still_pending = Vec::new();
+                        for (&index, outcome) in pending.iter().zip(results) {
+                            if outcome.status == OutcomeStatus::Retryable {
+                                still_pending.push(index);
+                            }
+                            outcomes[index] = Some(outcome);
+                        }
+                        pending = still_pending;
+                    }
+                    Ok(results) => {
+                        let message = format!(
+                            "{} answered with {} outcomes for {} records; treating the records as unconfirmed",
+                            self.destination.describe(),
+                            results.len(),
+                            pending.len()
+                        );
+                        for &index in &pending {
+                            outcomes[index] = Some(Outcome::retryable(message.clone()));
+                        }
+                        pending.clear();
+                    }
+                    Err(error) if error.class.stops_run() => return Err(error),
+                    Err(error) if error.class == ErrorClass::Permanent => {
+                        if self.split_rejected_batches && pending.len() > 1 {
+                            // One bad record can sink a whole batch: bisect to find it.
+                            let halves = split_in_two(request);
+                            for (half, indices) in halves.iter().zip(pending.chunks(pending.len().div_ceil(2))) {
+                                let results = self.send(half).await?;
+                                for (&index, outcome) in indices.iter().zip(results) {
+                                    outcomes[index] = Some(outcome);
+                                }
+                            }
+                        } else {
+                            for &index in &pending {
+                                outcomes[index] = Some(Outcome::rejected(error.message.clone()));
+                            }
+                        }
+                        pending.clear();
+                    }
+                    Err(error) => {
+                        for &index in &pending {
+                            outcomes[index] = Some(Outcome::retryable(error.message.clone()));
+                        }
+                        batch_error = Some(error);
+                    }
+                }
+                if pending.is_empty() {
+                    break;
+                }
+                let rate_limited = batch_error.as_ref().is_some_and(|e| e.class == ErrorClass::RateLimited);
+                let exhausted = if rate_limited {
+                    rate_limited_waits += 1;
+                    rate_limited_waits > MAX_RATE_LIMITED_WAITS
+                } else {
+                    retries += 1;
+                    retries > policy.max_retries
+                };
+                if exhausted {
+                    if let Some(error) = batch_error {
+                        let attempts = retries + rate_limited_waits;
+                        return Err(DestinationError {
+                            message: format!("{} (gave up after {attempts} attempts)", error.message),
+                            ..error
+                        });
+                    }
+                    break;
+                }
+                let retry_after = batch_error.as_ref().and_then(|e| e.retry_after);
+                let wait = policy.backoff(retries.saturating_sub(1), retry_after, fastrand::f64());
+                tracing::debug!(?wait, pending = pending.len(), "retrying");
+                tokio::time::sleep(wait.max(Duration::from_millis(1))).await;
+            }
+            Ok(outcomes
+                .into_iter()
+                .map(|outcome| outcome.unwrap_or_else(|| Outcome::retryable("no outcome was reported for this record")))
+                .collect())
+        })
+    }
+}
+
+/// The batch's first and second halves.
+fn split_in_two(batch: &ChangeBatch) -> [ChangeBatch; 2] {
+    let middle = batch.changes.len().div_ceil(2);
+    let (first, second) = batch.changes.split_at(middle);
+    [
+        ChangeBatch { fields: batch.fields.clone(), changes: first.to_vec() },
+        ChangeBatch { fields: batch.fields.clone(), changes: second.to_vec() },
+    ]
 }

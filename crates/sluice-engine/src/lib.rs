@@ -1,6 +1,7 @@
 //! The sync engine: plan (diff the model against the snapshot), deliver (batches, retries),
 //! commit (snapshot entries only for records the destination confirmed).
 
+pub mod delivery;
 mod driver;
 mod fingerprint;
 mod planner;

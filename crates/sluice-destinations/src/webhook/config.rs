@@ -28,4 +28,22 @@ pub struct WebhookConfig {
     pub max_retries: Option<u32>,
     /// First retry delay in milliseconds, doubled each retry with full jitter; default 250.
     pub backoff_ms: Option<u64>,
+    /// Most requests in flight, 1 to 64; default 1, which keeps batches in order. Above 1,
+    /// adaptive concurrency starts at 1 and grows while the receiver's latency holds.
+    pub max_concurrency: Option<usize>,
+    /// The receiver's quota, shared by every sync posting to the same URL.
+    pub rate_limit: Option<RateLimitConfig>,
 }
+
+/// `rate_limit: { requests: 100, per_seconds: 10 }`
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitConfig {
+    /// Requests allowed per window.
+    pub requests: u32,
+    /// The window, in seconds.
+    pub per_seconds: f64,
+}
+
+/// The largest `max_concurrency` accepted.
+pub const MAX_CONCURRENCY: usize = 64;

@@ -5,9 +5,12 @@ mod config;
 use std::time::Duration;
 
 use async_trait::async_trait;
-pub use config::WebhookConfig;
+pub use config::{RateLimitConfig, WebhookConfig};
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, RETRY_AFTER};
-use sluice_core::{ChangeBatch, Destination, DestinationError, ErrorClass, Outcome, RetryPolicy, WriteContext};
+use sluice_core::{
+    ChangeBatch, DeliveryLimits, Destination, DestinationError, ErrorClass, Outcome, RequestQuota, RetryPolicy,
+    WriteContext,
+};
 
 /// Longest error text kept from a response body.
 const MAX_MESSAGE: usize = 500;
@@ -18,6 +21,7 @@ pub struct WebhookDestination {
     client: reqwest::Client,
     batch_size: usize,
     retry: RetryPolicy,
+    limits: DeliveryLimits,
 }
 
 impl WebhookDestination {
@@ -56,7 +60,25 @@ impl WebhookDestination {
         if let Some(backoff) = config.backoff_ms {
             retry.initial_backoff = Duration::from_millis(backoff);
         }
-        Ok(WebhookDestination { url, client, batch_size, retry })
+        let max_concurrency = config.max_concurrency.unwrap_or(1);
+        if max_concurrency == 0 || max_concurrency > config::MAX_CONCURRENCY {
+            return Err((
+                "max_concurrency",
+                format!("expected 1 to {} requests in flight, found {max_concurrency}", config::MAX_CONCURRENCY),
+            ));
+        }
+        let mut quotas = Vec::new();
+        if let Some(limit) = config.rate_limit {
+            if limit.requests == 0 || !(limit.per_seconds > 0.0 && limit.per_seconds.is_finite()) {
+                return Err((
+                    "rate_limit",
+                    "expected a positive number of `requests` per a positive number of seconds (`per_seconds`)".into(),
+                ));
+            }
+            quotas.push(RequestQuota { requests: limit.requests, per: Duration::from_secs_f64(limit.per_seconds) });
+        }
+        let limits = DeliveryLimits { quotas, max_concurrency, split_rejected_batches: false };
+        Ok(WebhookDestination { url, client, batch_size, retry, limits })
     }
 
     /// The URL without credentials or query string, safe to print.
@@ -190,6 +212,10 @@ impl Destination for WebhookDestination {
         self.retry
     }
 
+    fn delivery_limits(&self) -> DeliveryLimits {
+        self.limits.clone()
+    }
+
     async fn check(&self) -> Result<(), DestinationError> {
         // Any HTTP answer proves the receiver is reachable; only transport errors fail.
         self.client.head(self.url.clone()).send().await.map(|_| ()).map_err(|e| self.send_error(e))
@@ -253,6 +279,8 @@ mod tests {
             timeout_seconds: None,
             max_retries: None,
             backoff_ms: None,
+            max_concurrency: None,
+            rate_limit: None,
         };
         assert_eq!(WebhookDestination::new(config("ftp://x", None)).err().unwrap().0, "url");
         assert_eq!(WebhookDestination::new(config("http://x/in", Some(0))).err().unwrap().0, "batch_size");

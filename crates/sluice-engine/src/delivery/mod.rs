@@ -1,0 +1,4 @@
+//! Delivery pacing: adaptive request concurrency and per-account rate budgets.
+
+pub mod concurrency;
+pub mod rate_limit;

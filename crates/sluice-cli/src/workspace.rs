@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, Context};
-use sluice_config::{ConfigErrors, Project, StateLocation, SyncSpec};
+use sluice_config::{ConfigError, ConfigErrors, Project, StateLocation, SyncSpec};
 use sluice_core::{Destination, Source};
 use sluice_engine::SyncJob;
 use sluice_state::sqlite::SqliteStateStore;
@@ -44,8 +44,25 @@ impl Workspace {
             }
         }
         for spec in self.project.destinations.values() {
-            if let Err(error) = sluice_destinations::build(spec, root) {
-                errors.push(error);
+            match sluice_destinations::build(spec, root) {
+                Err(error) => errors.push(error),
+                Ok(destination) => {
+                    for sync in self.project.syncs.values().filter(|s| s.destination == spec.name) {
+                        let unsupported = |key: &str| {
+                            ConfigError::at(
+                                &sync.file,
+                                format!("syncs.{}.{key}", sync.name),
+                                format!("destinations of type `{}` take no `{key}`: remove it", spec.kind),
+                            )
+                        };
+                        if sync.object.is_some() && !destination.accepts_object() {
+                            errors.push(unsupported("object"));
+                        }
+                        if sync.match_on.is_some() && !destination.accepts_match_on() {
+                            errors.push(unsupported("match_on"));
+                        }
+                    }
+                }
             }
         }
         if errors.is_empty() {
@@ -110,6 +127,8 @@ impl Workspace {
             mode: sync.mode,
             primary_key: &model.primary_key,
             mapping: sync.mapping.as_deref(),
+            object: sync.object.as_deref(),
+            match_on: sync.match_on.as_ref().map(|(field, column)| (field.as_str(), column.as_str())),
             query: &model.query,
             source: parts.source.as_ref(),
             destination: parts.destination.as_ref(),

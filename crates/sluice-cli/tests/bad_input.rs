@@ -173,3 +173,17 @@ fn the_snapshot_does_not_depend_on_the_folder_the_command_runs_from() {
     assert!(stdout.contains("0 to insert, 0 to update, 0 to delete, 20 unchanged"), "{}", text(&output));
     assert!(!stdout.contains("destination changed"), "{stdout}");
 }
+
+#[test]
+fn object_and_match_on_are_refused_where_the_destination_has_none() {
+    let dir = synced_project();
+    let broken = PROJECT.replace("mode: mirror }", "mode: mirror, object: contacts, match_on: { email: email } }");
+    fails_cleanly(
+        dir.path(),
+        &broken,
+        &[
+            "sluice.yaml: syncs.to_file.object: destinations of type `file` take no `object`",
+            "sluice.yaml: syncs.to_file.match_on: destinations of type `file` take no `match_on`",
+        ],
+    );
+}

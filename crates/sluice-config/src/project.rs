@@ -69,6 +69,11 @@ pub struct SyncSpec {
     pub mode: SyncMode,
     /// Destination field → model column, in file order; `None` sends every column as is.
     pub mapping: Option<Vec<(String, String)>>,
+    /// The destination object written to (`contacts`, `Contact`…), for tools that have several.
+    pub object: Option<String>,
+    /// The destination field that identifies records in the tool, and the model column feeding
+    /// it (`match_on: { email: email }`).
+    pub match_on: Option<(String, String)>,
     pub file: String,
 }
 
@@ -119,6 +124,8 @@ struct RawSync {
     destination: String,
     mode: SyncMode,
     mapping: Option<Mapping>,
+    object: Option<String>,
+    match_on: Option<Mapping>,
     #[allow(dead_code)]
     description: Option<String>,
 }
@@ -402,31 +409,31 @@ impl<'a> Builder<'a> {
         if !self.check_name(file, &path, &name, taken.as_deref()) {
             return;
         }
-        let mapping = match raw.mapping {
-            None => None,
-            Some(entries) => {
-                let mut pairs = Vec::with_capacity(entries.len());
-                for (field, column) in entries {
-                    let field = key_text(&field);
-                    match column {
-                        Value::String(column) if !column.is_empty() && !field.is_empty() => pairs.push((field, column)),
-                        _ => self.errors.push(ConfigError::at(
-                            file,
-                            format!("{path}.mapping.{field}"),
-                            "expected `destination_field: model_column` with a column name",
-                        )),
-                    }
-                }
-                if pairs.is_empty() {
-                    self.errors.push(ConfigError::at(
-                        file,
-                        format!("{path}.mapping"),
-                        "the mapping is empty: map at least one field, or leave `mapping` out to send every column",
-                    ));
-                }
-                Some(pairs)
+        let mapping = raw.mapping.map(|entries| {
+            let pairs = self.field_pairs(entries, file, &format!("{path}.mapping"));
+            if pairs.is_empty() {
+                self.errors.push(ConfigError::at(
+                    file,
+                    format!("{path}.mapping"),
+                    "the mapping is empty: map at least one field, or leave `mapping` out to send every column",
+                ));
             }
-        };
+            pairs
+        });
+        let match_on = raw.match_on.and_then(|entries| {
+            let mut pairs = self.field_pairs(entries, file, &format!("{path}.match_on"));
+            if pairs.len() != 1 {
+                self.errors.push(ConfigError::at(
+                    file,
+                    format!("{path}.match_on"),
+                    "expected exactly one `destination_field: model_column` pair, such as `{ email: email }`",
+                ));
+            }
+            pairs.pop()
+        });
+        if matches!(&raw.object, Some(object) if object.trim().is_empty()) {
+            self.errors.push(ConfigError::at(file, format!("{path}.object"), "expected an object name"));
+        }
         self.syncs.insert(
             name.clone(),
             SyncSpec {
@@ -435,9 +442,28 @@ impl<'a> Builder<'a> {
                 destination: raw.destination,
                 mode: raw.mode,
                 mapping,
+                object: raw.object,
+                match_on,
                 file: file.to_string(),
             },
         );
+    }
+
+    /// Reads `destination_field: model_column` pairs, reporting entries that are not.
+    fn field_pairs(&mut self, entries: Mapping, file: &str, path: &str) -> Vec<(String, String)> {
+        let mut pairs = Vec::with_capacity(entries.len());
+        for (field, column) in entries {
+            let field = key_text(&field);
+            match column {
+                Value::String(column) if !column.is_empty() && !field.is_empty() => pairs.push((field, column)),
+                _ => self.errors.push(ConfigError::at(
+                    file,
+                    format!("{path}.{field}"),
+                    "expected `destination_field: model_column` with a column name",
+                )),
+            }
+        }
+        pairs
     }
 
     fn finish(mut self) -> Result<Project, ConfigErrors> {

@@ -158,3 +158,22 @@ fn missing_project_file_says_what_to_do() {
     let error = load_error(dir.path(), &no_env);
     assert!(error.contains("expected sluice.yaml"), "{error}");
 }
+
+#[test]
+fn object_and_match_on_are_read_and_checked() {
+    let text = CONTRACT.replace(
+        "    mapping: { id: customer_id, email: email }",
+        "    object: contacts\n    match_on: { email: email }\n    mapping: { firstname: first_name }",
+    );
+    let dir = project_with(&[("sluice.yaml", &text)]);
+    let project = Project::load_with_env(dir.path(), &env).unwrap();
+    let sync = &project.syncs["customers_to_crm"];
+    assert_eq!(sync.object.as_deref(), Some("contacts"));
+    assert_eq!(sync.match_on, Some(("email".to_string(), "email".to_string())));
+
+    let text =
+        CONTRACT.replace("    mapping: { id: customer_id, email: email }", "    match_on: { email: email, id: id }");
+    let dir = project_with(&[("sluice.yaml", &text)]);
+    let error = load_error(dir.path(), &env);
+    assert!(error.contains("syncs.customers_to_crm.match_on: expected exactly one"), "{error}");
+}

@@ -170,6 +170,10 @@ pub struct Target {
     pub fields: Vec<FieldSpec>,
     /// The destination field fed by the model's primary key, if the mapping includes it.
     pub key_field: Option<String>,
+    /// The destination object (`contacts`, `Contact`…) for tools that have several.
+    pub object: Option<String>,
+    /// The destination field that identifies records in the tool (`match_on`), if set.
+    pub match_field: Option<String>,
 }
 
 /// Per-request context passed to [`Destination::write`].
@@ -178,6 +182,8 @@ pub struct WriteContext {
     pub sync: String,
     pub run_id: i64,
     pub mode: SyncMode,
+    /// The destination object, for tools that have several.
+    pub object: Option<String>,
 }
 
 /// A tool that changes are delivered to.
@@ -201,6 +207,16 @@ pub trait Destination: Send + Sync {
     /// Request budgets, concurrency ceiling and split-retry, as the tool documents them.
     fn delivery_limits(&self) -> DeliveryLimits {
         DeliveryLimits::default()
+    }
+
+    /// Whether syncs may name an `object` of this destination.
+    fn accepts_object(&self) -> bool {
+        false
+    }
+
+    /// Whether syncs may set `match_on` for this destination.
+    fn accepts_match_on(&self) -> bool {
+        false
     }
 
     /// Syncs whose destinations share this key share one request budget (one tool account).

@@ -82,11 +82,13 @@ fn target(mode: SyncMode, fields: &[(&str, DataType)], key: &str) -> Target {
             .map(|(name, data_type)| FieldSpec { name: name.to_string(), data_type: data_type.clone() })
             .collect(),
         key_field: Some(key.to_string()),
+        object: None,
+        match_field: None,
     }
 }
 
 fn context(mode: SyncMode) -> WriteContext {
-    WriteContext { sync: "contacts".to_string(), run_id: 1, mode }
+    WriteContext { sync: "contacts".to_string(), run_id: 1, mode, object: None }
 }
 
 fn batch(fields: &[&str], changes: Vec<Change>) -> ChangeBatch {

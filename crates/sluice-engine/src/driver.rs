@@ -64,7 +64,12 @@ async fn deliver_into(
         limits.quotas.iter().map(|q| RateLimit { requests: q.requests.max(1), per: q.per }).collect();
     let sender = Sender {
         destination: job.destination,
-        context: WriteContext { sync: job.sync.to_string(), run_id, mode: job.mode },
+        context: WriteContext {
+            sync: job.sync.to_string(),
+            run_id,
+            mode: job.mode,
+            object: job.object.map(str::to_string),
+        },
         budget: RateBudget::shared(&job.destination.account_key(), &quotas),
         concurrency: AdaptiveConcurrency::new(ConcurrencySettings {
             max: limits.max_concurrency.max(1),

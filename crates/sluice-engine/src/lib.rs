@@ -26,6 +26,10 @@ pub struct SyncJob<'a> {
     pub primary_key: &'a str,
     /// Destination field → model column; `None` sends every column under its own name.
     pub mapping: Option<&'a [(String, String)]>,
+    /// The destination object, for tools that have several.
+    pub object: Option<&'a str>,
+    /// Destination field that identifies records in the tool, and its model column.
+    pub match_on: Option<(&'a str, &'a str)>,
     pub query: &'a ModelQuery,
     pub source: &'a dyn Source,
     pub destination: &'a dyn Destination,

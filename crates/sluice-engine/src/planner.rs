@@ -309,7 +309,7 @@ fn resolve_columns(job: &SyncJob<'_>, schema: &Schema) -> Result<(usize, Vec<(St
             available()
         ),
     })?;
-    let columns = match job.mapping {
+    let mut columns: Vec<(String, usize)> = match job.mapping {
         None => schema.fields().iter().enumerate().map(|(index, field)| (field.name().clone(), index)).collect(),
         Some(mapping) => {
             let mut resolved = Vec::with_capacity(mapping.len());
@@ -327,6 +327,20 @@ fn resolve_columns(job: &SyncJob<'_>, schema: &Schema) -> Result<(usize, Vec<(St
             resolved
         }
     };
+    // The match field is sent (and fingerprinted) like any mapped field.
+    if let Some((field, model_column)) = job.match_on {
+        let index = column(model_column).ok_or_else(|| EngineError::Model {
+            model: job.model.to_string(),
+            message: format!(
+                "sync `{}` matches on `{field}` from column `{model_column}`, which the model does not have; its columns are: {}",
+                job.sync,
+                available()
+            ),
+        })?;
+        if !columns.iter().any(|(name, _)| name == field) {
+            columns.push((field.to_string(), index));
+        }
+    }
     Ok((key_column, columns))
 }
 

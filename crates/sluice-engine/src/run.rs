@@ -73,6 +73,8 @@ async fn execute(
         mode: job.mode,
         fields: plan.fields.clone(),
         key_field: plan.key_field.clone(),
+        object: job.object.map(str::to_string),
+        match_field: job.match_on.map(|(field, _)| field.to_string()),
     };
     job.destination
         .prepare(&target)

@@ -135,6 +135,8 @@ fn job<'a>(
         mode: SyncMode::Upsert,
         primary_key: "id",
         mapping: None,
+        object: None,
+        match_on: None,
         query: QUERY.get_or_init(|| ModelQuery::Table("m".into())),
         source,
         destination: tool,

@@ -125,6 +125,8 @@ impl Fixture {
             mode,
             primary_key: "id",
             mapping: None,
+            object: None,
+            match_on: None,
             query: &self.query,
             source: &self.source,
             destination: &self.destination,
@@ -267,4 +269,26 @@ async fn a_wrong_number_of_outcomes_confirms_nothing() {
     let report = run_sync(&fixture.job(SyncMode::Upsert), &NoProgress).await.unwrap();
     assert_eq!(report.counts.retryable, 3);
     assert_eq!(fixture.store.snapshot_len("s").await.unwrap(), 0);
+}
+
+#[tokio::test]
+async fn the_match_field_is_sent_and_fingerprinted_like_a_mapped_field() {
+    let fixture = Fixture::new(2);
+    let mapping = vec![("id".to_string(), "id".to_string())];
+    let job = SyncJob {
+        mapping: Some(&mapping),
+        match_on: Some(("contact_email", "email")),
+        ..fixture.job(SyncMode::Upsert)
+    };
+    let planned = plan(&job, true, false, &NoProgress).await.unwrap();
+    let names: Vec<&str> = planned.fields.iter().map(|f| f.name.as_str()).collect();
+    assert_eq!(names, vec!["id", "contact_email"]);
+    run_sync(&job, &NoProgress).await.unwrap();
+    fixture.edit(|rows| rows[0].1 = "moved@x.io".into());
+    let report = run_sync(&job, &NoProgress).await.unwrap();
+    assert_eq!(report.counts.updated, 1, "a change of the match field alone is a change");
+
+    let missing = SyncJob { match_on: Some(("contact_email", "mail")), ..fixture.job(SyncMode::Upsert) };
+    let error = plan(&missing, true, false, &NoProgress).await.err().unwrap().to_string();
+    assert!(error.contains("matches on `contact_email` from column `mail`"), "{error}");
 }

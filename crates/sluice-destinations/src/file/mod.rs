@@ -151,7 +151,7 @@ mod tests {
     }
 
     fn context() -> WriteContext {
-        WriteContext { sync: "s".into(), run_id: 1, mode: SyncMode::Mirror }
+        WriteContext { sync: "s".into(), run_id: 1, mode: SyncMode::Mirror, object: None }
     }
 
     #[tokio::test]

@@ -9,6 +9,7 @@ use sluice_core::{ChangeOp, Fingerprint, OutcomeStatus};
 
 #[cfg(feature = "postgres")]
 pub mod postgres;
+pub mod secrets;
 pub mod sqlite;
 
 /// A run's id, unique within a state store.
@@ -201,6 +202,12 @@ pub trait StateStore: Send + Sync {
 
     /// Forgets the sync's snapshot so the next run sends everything; returns entries removed.
     async fn reset(&self, sync: &str) -> Result<u64, StateError>;
+
+    /// A stored credential (sealed by [`secrets::SecretBox`]), such as a refreshed OAuth token.
+    async fn load_credential(&self, name: &str) -> Result<Option<Vec<u8>>, StateError>;
+
+    /// Stores or replaces a sealed credential.
+    async fn save_credential(&self, name: &str, sealed: &[u8]) -> Result<(), StateError>;
 }
 
 /// Who this process is, as written into locks and shown to a user who is refused.

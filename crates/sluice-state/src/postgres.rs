@@ -29,7 +29,7 @@ const RELEASE_TIMEOUT: Duration = Duration::from_secs(5);
 /// space, they never meet a sync's bigint key.
 const SCHEMA_LOCK_CLASS: i32 = 0x534c_5543;
 
-const TABLES: [&str; 6] = ["sluice_meta", "snapshots", "sync_targets", "runs", "outcomes", "sync_locks"];
+const TABLES: [&str; 7] = ["sluice_meta", "snapshots", "sync_targets", "runs", "outcomes", "sync_locks", "credentials"];
 
 const SCHEMA: &str = "
 set local client_min_messages = warning;
@@ -66,6 +66,11 @@ create table if not exists outcomes (
     message text
 );
 create index if not exists outcomes_by_run on outcomes (run_id, seq);
+create table if not exists credentials (
+    name text primary key,
+    sealed bytea not null,
+    updated_at timestamptz not null
+);
 create table if not exists sync_locks (
     sync text primary key,
     pid bigint not null,
@@ -76,13 +81,14 @@ create table if not exists sync_locks (
 ";
 
 /// One query per table naming every column Sluice uses, to reject same-named tables of another shape.
-const LAYOUT_CHECKS: [(&str, &str); 6] = [
+const LAYOUT_CHECKS: [(&str, &str); 7] = [
     ("sluice_meta", "select key, value from sluice_meta limit 0"),
     ("snapshots", "select sync, key, fingerprint, destination_id from snapshots limit 0"),
     ("sync_targets", "select sync, identity from sync_targets limit 0"),
     ("runs", "select id, sync, status, started_at, finished_at, inserted, updated, deleted, rejected, retryable, unchanged, error from runs limit 0"),
     ("outcomes", "select seq, run_id, key, op, status, message from outcomes limit 0"),
     ("sync_locks", "select sync, pid, host, backend_pid, acquired_at from sync_locks limit 0"),
+    ("credentials", "select name, sealed, updated_at from credentials limit 0"),
 ];
 
 const RUN_COLUMNS: &str =
@@ -638,6 +644,30 @@ impl StateStore for PostgresStateStore {
                 })
             })
             .collect::<Result<Vec<_>, tokio_postgres::Error>>()
+            .map_err(|e| self.error(&e))
+    }
+
+    async fn load_credential(&self, name: &str) -> Result<Option<Vec<u8>>, StateError> {
+        let session = self.session.lock().await;
+        session
+            .client
+            .query_opt("select sealed from credentials where name = $1", &[&name])
+            .await
+            .and_then(|row| row.map(|row| row.try_get(0)).transpose())
+            .map_err(|e| self.error(&e))
+    }
+
+    async fn save_credential(&self, name: &str, sealed: &[u8]) -> Result<(), StateError> {
+        let session = self.session.lock().await;
+        session
+            .client
+            .execute(
+                "insert into credentials (name, sealed, updated_at) values ($1, $2, now())
+                 on conflict (name) do update set sealed = excluded.sealed, updated_at = excluded.updated_at",
+                &[&name, &sealed],
+            )
+            .await
+            .map(|_| ())
             .map_err(|e| self.error(&e))
     }
 

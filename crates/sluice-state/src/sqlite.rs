@@ -51,6 +51,11 @@ create table if not exists outcomes (
     message text
 );
 create index if not exists outcomes_by_run on outcomes (run_id, status);
+create table if not exists credentials (
+    name text primary key,
+    sealed blob not null,
+    updated_at integer not null
+);
 create table if not exists sync_locks (
     sync text primary key,
     owner text not null,
@@ -410,6 +415,24 @@ impl StateStore for SqliteStateStore {
             })
             .map_err(|e| self.error(e))?;
         rows.collect::<Result<Vec<_>, _>>().map_err(|e| self.error(e))
+    }
+
+    async fn load_credential(&self, name: &str) -> Result<Option<Vec<u8>>, StateError> {
+        self.connection()
+            .query_row("select sealed from credentials where name = ?1", [name], |row| row.get(0))
+            .optional()
+            .map_err(|e| self.error(e))
+    }
+
+    async fn save_credential(&self, name: &str, sealed: &[u8]) -> Result<(), StateError> {
+        self.connection()
+            .execute(
+                "insert into credentials (name, sealed, updated_at) values (?1, ?2, ?3)
+                 on conflict (name) do update set sealed = excluded.sealed, updated_at = excluded.updated_at",
+                params![name, sealed, now_millis()],
+            )
+            .map(|_| ())
+            .map_err(|e| self.error(e))
     }
 
     async fn reset(&self, sync: &str) -> Result<u64, StateError> {

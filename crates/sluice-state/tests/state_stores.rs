@@ -28,6 +28,18 @@ async fn suite(store: &dyn StateStore) {
     a_new_destination_identity_discards_the_snapshot(store).await;
     interrupted_runs_are_marked_failed(store).await;
     syncs_do_not_see_each_other(store).await;
+    credentials_are_stored_sealed_and_replaced(store).await;
+}
+
+async fn credentials_are_stored_sealed_and_replaced(store: &dyn StateStore) {
+    let secrets = sluice_state::secrets::SecretBox::from_key(&[3; 32]);
+    assert_eq!(store.load_credential("hubspot/oauth").await.unwrap(), None);
+    let first = secrets.seal("hubspot/oauth", b"token-1").unwrap();
+    store.save_credential("hubspot/oauth", &first).await.unwrap();
+    let second = secrets.seal("hubspot/oauth", b"token-2").unwrap();
+    store.save_credential("hubspot/oauth", &second).await.unwrap();
+    let stored = store.load_credential("hubspot/oauth").await.unwrap().unwrap();
+    assert_eq!(secrets.open("hubspot/oauth", &stored).unwrap(), b"token-2");
 }
 
 async fn locks_are_exclusive_and_released_on_drop(store: &dyn StateStore) {

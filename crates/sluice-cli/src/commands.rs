@@ -102,6 +102,10 @@ pub fn init(dir: PathBuf) -> anyhow::Result<u8> {
 pub fn validate(project: &Path) -> anyhow::Result<u8> {
     let workspace = Workspace::load(project)?;
     workspace.check_connectors().map_err(|errors| anyhow!("{errors}"))?;
+    let mapping_errors = crate::discovery::check_mappings(&workspace);
+    if !mapping_errors.is_empty() {
+        return Err(anyhow!("{}", sluice_config::ConfigErrors(mapping_errors)));
+    }
     let p = &workspace.project;
     println!(
         "project `{}` is valid: {} source(s), {} destination(s), {} model(s), {} sync(s)",

@@ -2,6 +2,7 @@
 
 mod commands;
 mod demo;
+mod discovery;
 mod output;
 mod workspace;
 
@@ -58,6 +59,9 @@ enum Command {
     },
     /// List recent runs, or show one run's per-record outcomes.
     Runs(commands::RunsArgs),
+    /// Inspect destinations.
+    #[command(subcommand)]
+    Destinations(DestinationsCommand),
     /// Forget a sync's snapshot so the next run sends every record again.
     Reset { sync: String },
     /// Build a demo warehouse from the jaffle_shop data, sync it to a file, change a few
@@ -66,6 +70,19 @@ enum Command {
         /// Where to write the demo project.
         #[arg(default_value = "sluice-demo")]
         dir: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum DestinationsCommand {
+    /// List a destination's objects, their fields and types, the fields that can serve as the
+    /// match key, and the modes each object supports. The result is cached for `validate`.
+    Describe {
+        name: String,
+        object: Option<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -98,6 +115,9 @@ fn main() -> ExitCode {
             Command::Plan { sync, samples } => commands::plan(&project, &sync, samples).await,
             Command::Sync { syncs, all, json } => commands::sync(&project, &syncs, all, json).await,
             Command::Runs(args) => commands::runs(&project, args).await,
+            Command::Destinations(DestinationsCommand::Describe { name, object, json }) => {
+                discovery::describe(&project, &name, object.as_deref(), json).await
+            }
             Command::Reset { sync } => commands::reset(&project, &sync).await,
             Command::Demo { dir } => demo::run(&dir).await,
         }

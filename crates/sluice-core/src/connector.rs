@@ -129,6 +129,32 @@ impl RetryPolicy {
     }
 }
 
+/// One object of a destination, as discovery describes it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ObjectDescription {
+    pub name: String,
+    /// Known fields; with `open_schema`, fields not listed are accepted too.
+    pub fields: Vec<FieldDescription>,
+    /// Whether any field name is accepted (files, webhooks, tables Sluice will create).
+    pub open_schema: bool,
+    /// The sync modes the object supports.
+    pub modes: Vec<SyncMode>,
+    /// Something the user should know, such as "the table will be created".
+    pub note: Option<String>,
+}
+
+/// One field of a destination object.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct FieldDescription {
+    pub name: String,
+    /// The tool's own type name.
+    pub field_type: String,
+    /// Whether the field can identify records (`match_on`, the key of an upsert).
+    pub can_match_on: bool,
+    /// Whether the tool requires a value.
+    pub required: bool,
+}
+
 /// A documented request quota: at most `requests` every `per`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RequestQuota {
@@ -209,6 +235,12 @@ pub trait Destination: Send + Sync {
         DeliveryLimits::default()
     }
 
+    /// Lists the destination's objects (all, or the one named), with their fields, which fields
+    /// can serve as the match key, and the modes each object supports.
+    async fn discover(&self, _object: Option<&str>) -> Result<Vec<ObjectDescription>, DestinationError> {
+        Err(DestinationError::config(format!("{} cannot list its objects and fields", self.describe())))
+    }
+
     /// Whether syncs may name an `object` of this destination.
     fn accepts_object(&self) -> bool {
         false
@@ -241,5 +273,16 @@ pub trait Destination: Send + Sync {
 impl fmt::Debug for dyn Destination {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.describe())
+    }
+}
+
+/// The single, schemaless object of destinations that take any field (files, webhooks).
+pub fn open_records_object() -> ObjectDescription {
+    ObjectDescription {
+        name: "records".into(),
+        fields: Vec::new(),
+        open_schema: true,
+        modes: vec![SyncMode::Insert, SyncMode::Update, SyncMode::Upsert, SyncMode::Mirror],
+        note: Some("any field name is accepted; changes carry the model's primary key".into()),
     }
 }

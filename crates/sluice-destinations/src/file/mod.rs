@@ -9,7 +9,7 @@ use std::sync::Mutex;
 
 use async_trait::async_trait;
 pub use config::FileConfig;
-use sluice_core::{ChangeBatch, Destination, DestinationError, ErrorClass, Outcome, WriteContext};
+use sluice_core::{ChangeBatch, Destination, DestinationError, ErrorClass, ObjectDescription, Outcome, WriteContext};
 
 /// Appends changes to a JSON-lines file, durably (fsync) before confirming a batch.
 pub struct FileDestination {
@@ -91,6 +91,10 @@ impl Destination for FileDestination {
 
     fn batch_size(&self) -> usize {
         self.batch_size
+    }
+
+    async fn discover(&self, _object: Option<&str>) -> Result<Vec<ObjectDescription>, DestinationError> {
+        Ok(vec![sluice_core::open_records_object()])
     }
 
     async fn check(&self) -> Result<(), DestinationError> {

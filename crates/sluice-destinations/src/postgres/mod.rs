@@ -8,7 +8,8 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use sluice_core::{
-    ChangeBatch, ChangeOp, Destination, DestinationError, ErrorClass, Outcome, SyncMode, Target, WriteContext,
+    ChangeBatch, ChangeOp, Destination, DestinationError, ErrorClass, FieldDescription, ObjectDescription, Outcome,
+    SyncMode, Target, WriteContext,
 };
 use tokio::sync::Mutex;
 use tokio_postgres::types::ToSql;
@@ -393,6 +394,52 @@ impl Destination for PostgresDestination {
 
     fn batch_size(&self) -> usize {
         self.settings.batch_size
+    }
+
+    async fn discover(&self, _object: Option<&str>) -> Result<Vec<ObjectDescription>, DestinationError> {
+        let mut state = self.state.lock().await;
+        let connection = self.connection(&mut state).await?;
+        let fatal = |e: tokio_postgres::Error| self.fatal(&e, &connection.failure);
+        let all_modes = vec![SyncMode::Insert, SyncMode::Update, SyncMode::Upsert, SyncMode::Mirror];
+        let rows = connection
+            .client
+            .query(
+                "SELECT a.attname::text, pg_catalog.format_type(a.atttypid, a.atttypmod), a.attnotnull AND NOT a.atthasdef, \
+                 EXISTS (SELECT 1 FROM pg_catalog.pg_index i WHERE i.indrelid = a.attrelid AND i.indisunique \
+                         AND i.indnkeyatts = 1 AND i.indkey[0] = a.attnum AND i.indpred IS NULL) \
+                 FROM pg_catalog.pg_attribute a \
+                 WHERE a.attrelid = pg_catalog.to_regclass($1::text) AND a.attnum > 0 AND NOT a.attisdropped \
+                 ORDER BY a.attnum",
+                &[&self.settings.table.sql()],
+            )
+            .await
+            .map_err(fatal)?;
+        let name = self.settings.table.display();
+        if rows.is_empty() {
+            return Ok(vec![ObjectDescription {
+                name,
+                fields: Vec::new(),
+                open_schema: self.settings.create_table,
+                modes: all_modes,
+                note: Some(if self.settings.create_table {
+                    "the table does not exist yet; the first sync creates it from the mapped fields".into()
+                } else {
+                    "the table does not exist, and create_table is false".into()
+                }),
+            }]);
+        }
+        let mut fields = Vec::with_capacity(rows.len());
+        for row in rows {
+            fields.push(FieldDescription {
+                name: row.try_get(0).map_err(fatal)?,
+                field_type: row.try_get(1).map_err(fatal)?,
+                required: row.try_get(2).map_err(fatal)?,
+                can_match_on: row.try_get(3).map_err(fatal)?,
+            });
+        }
+        // Upserts and mirrors need a unique key for ON CONFLICT; updates only need the column.
+        let modes = if fields.iter().any(|f| f.can_match_on) { all_modes } else { vec![SyncMode::Update] };
+        Ok(vec![ObjectDescription { name, fields, open_schema: false, modes, note: None }])
     }
 
     async fn check(&self) -> Result<(), DestinationError> {

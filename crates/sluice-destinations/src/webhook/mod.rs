@@ -8,8 +8,8 @@ use async_trait::async_trait;
 pub use config::{RateLimitConfig, WebhookConfig};
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, RETRY_AFTER};
 use sluice_core::{
-    ChangeBatch, DeliveryLimits, Destination, DestinationError, ErrorClass, Outcome, RequestQuota, RetryPolicy,
-    WriteContext,
+    ChangeBatch, DeliveryLimits, Destination, DestinationError, ErrorClass, ObjectDescription, Outcome, RequestQuota,
+    RetryPolicy, WriteContext,
 };
 
 /// Longest error text kept from a response body.
@@ -206,6 +206,10 @@ impl Destination for WebhookDestination {
 
     fn batch_size(&self) -> usize {
         self.batch_size
+    }
+
+    async fn discover(&self, _object: Option<&str>) -> Result<Vec<ObjectDescription>, DestinationError> {
+        Ok(vec![sluice_core::open_records_object()])
     }
 
     fn retry_policy(&self) -> RetryPolicy {

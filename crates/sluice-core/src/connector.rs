@@ -286,3 +286,13 @@ pub fn open_records_object() -> ObjectDescription {
         note: Some("any field name is accepted; changes carry the model's primary key".into()),
     }
 }
+
+/// Where destinations keep credentials they obtain at run time (refreshed OAuth tokens).
+/// The state store implements it, sealed with the project's key.
+#[async_trait]
+pub trait CredentialStore: Send + Sync {
+    /// The stored value, if any.
+    async fn load(&self, name: &str) -> Result<Option<String>, String>;
+    /// Stores or replaces a value.
+    async fn save(&self, name: &str, value: &str) -> Result<(), String>;
+}

@@ -7,7 +7,12 @@ use std::path::Path;
 use chacha20poly1305::aead::{Aead, AeadCore, KeyInit, OsRng, Payload};
 use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce};
 
-use crate::StateError;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use sluice_core::CredentialStore;
+
+use crate::{StateError, StateStore};
 
 /// Environment variable holding the 32-byte key as 64 hex digits. Every worker sharing a
 /// Postgres state store needs the same key.
@@ -80,6 +85,35 @@ impl SecretBox {
     }
 }
 
+/// Credentials sealed with a [`SecretBox`] and kept in a state store.
+pub struct SealedCredentials {
+    store: Arc<dyn StateStore>,
+    secrets: SecretBox,
+}
+
+impl SealedCredentials {
+    /// Credentials in `store`, sealed with `secrets`.
+    pub fn new(store: Arc<dyn StateStore>, secrets: SecretBox) -> SealedCredentials {
+        SealedCredentials { store, secrets }
+    }
+}
+
+#[async_trait]
+impl CredentialStore for SealedCredentials {
+    async fn load(&self, name: &str) -> Result<Option<String>, String> {
+        let Some(sealed) = self.store.load_credential(name).await.map_err(|e| e.to_string())? else {
+            return Ok(None);
+        };
+        let plain = self.secrets.open(name, &sealed).map_err(|e| e.to_string())?;
+        String::from_utf8(plain).map(Some).map_err(|_| format!("the stored credential `{name}` is not text"))
+    }
+
+    async fn save(&self, name: &str, value: &str) -> Result<(), String> {
+        let sealed = self.secrets.seal(name, value.as_bytes()).map_err(|e| e.to_string())?;
+        self.store.save_credential(name, &sealed).await.map_err(|e| e.to_string())
+    }
+}
+
 fn parse_hex_key(text: &str) -> Option<[u8; 32]> {
     if text.len() != 64 {
         return None;
@@ -120,6 +154,21 @@ mod tests {
         let error = other.open("hubspot/token", &sealed).unwrap_err().to_string();
         assert!(error.contains("sealed with another key"), "{error}");
         assert!(secrets.open("hubspot/token", b"short").is_err());
+    }
+
+    #[tokio::test]
+    async fn sealed_credentials_round_trip_through_a_state_store_without_plaintext() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn StateStore> =
+            Arc::new(crate::sqlite::SqliteStateStore::open(&dir.path().join("s.db")).unwrap());
+        let credentials = SealedCredentials::new(store.clone(), SecretBox::from_key(&[9; 32]));
+        assert_eq!(credentials.load("x/oauth").await.unwrap(), None);
+        credentials.save("x/oauth", r#"{"access_token":"very-secret"}"#).await.unwrap();
+        assert_eq!(credentials.load("x/oauth").await.unwrap().as_deref(), Some(r#"{"access_token":"very-secret"}"#));
+        let raw = store.load_credential("x/oauth").await.unwrap().unwrap();
+        assert!(!raw.windows(11).any(|w| w == b"very-secret"), "stored sealed");
+        let wrong_key = SealedCredentials::new(store, SecretBox::from_key(&[1; 32]));
+        assert!(wrong_key.load("x/oauth").await.unwrap_err().contains("sealed with another key"));
     }
 
     #[test]

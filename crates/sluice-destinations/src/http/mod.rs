@@ -1,0 +1,3 @@
+//! Pieces shared by HTTP destinations.
+
+pub mod auth;

@@ -48,7 +48,8 @@ syncs:
     assert_eq!(validated.status.code(), Some(1), "{}", text(&validated));
     let stderr = String::from_utf8_lossy(&validated.stderr);
     assert!(
-        stderr.contains("sluice.yaml: syncs.to_crm.mapping.emial: ") && stderr.contains("has no field `emial`: did you mean `email`?"),
+        stderr.contains("sluice.yaml: syncs.to_crm.mapping.emial: ")
+            && stderr.contains("has no field `emial`: did you mean `email`?"),
         "{stderr}"
     );
     assert!(!stderr.contains("to_file"), "open-schema destinations accept any field: {stderr}");

@@ -1,0 +1,4 @@
+//! Faithful fakes of destination SaaS APIs, for tests only: each runs in-process and checks requests against the vendor's spec.
+
+pub mod hubspot;
+pub mod openapi;

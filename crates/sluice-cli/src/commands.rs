@@ -46,6 +46,9 @@ enum RunsCommand {
         /// Print JSON.
         #[arg(long)]
         json: bool,
+        /// Show the requests and responses captured with `--debug-requests`.
+        #[arg(long)]
+        requests: bool,
     },
 }
 
@@ -230,8 +233,9 @@ pub async fn plan(project: &Path, sync: &str, samples: usize) -> anyhow::Result<
 }
 
 /// `sluice sync SYNC…|--all`
-pub async fn sync(project: &Path, names: &[String], all: bool, json: bool) -> anyhow::Result<u8> {
-    let workspace = Workspace::load(project)?;
+pub async fn sync(project: &Path, names: &[String], all: bool, json: bool, debug_requests: bool) -> anyhow::Result<u8> {
+    let mut workspace = Workspace::load(project)?;
+    workspace.debug_requests = debug_requests;
     let names: Vec<String> = if all { workspace.project.syncs.keys().cloned().collect() } else { names.to_vec() };
     if names.is_empty() {
         bail!("the project defines no syncs");
@@ -364,9 +368,12 @@ pub async fn runs(project: &Path, args: RunsArgs) -> anyhow::Result<u8> {
             );
             Ok(EXIT_OK)
         }
-        Some(RunsCommand::Show { run_id, all, limit, json }) => {
+        Some(RunsCommand::Show { run_id, all, limit, json, requests }) => {
             let run =
                 store.run(run_id).await?.ok_or_else(|| anyhow!("no run with id {run_id} in {}", store.describe()))?;
+            if requests {
+                return show_requests(store.as_ref(), run_id, json).await;
+            }
             let outcomes = store.outcomes(run_id, all, limit).await?;
             if json {
                 let records: Vec<serde_json::Value> = outcomes
@@ -428,6 +435,37 @@ pub async fn runs(project: &Path, args: RunsArgs) -> anyhow::Result<u8> {
             Ok(EXIT_OK)
         }
     }
+}
+
+async fn show_requests(store: &dyn StateStore, run_id: i64, json: bool) -> anyhow::Result<u8> {
+    let captures = store.captures(run_id).await?;
+    if json {
+        let list: Vec<serde_json::Value> = captures
+            .iter()
+            .map(|c| {
+                serde_json::json!({
+                    "method": c.method, "url": c.url, "status": c.status, "duration_ms": c.duration_ms,
+                    "request_body": c.request_body, "response_body": c.response_body,
+                })
+            })
+            .collect();
+        println!("{}", serde_json::Value::Array(list));
+        return Ok(EXIT_OK);
+    }
+    if captures.is_empty() {
+        println!(
+            "no requests were captured for run {run_id}: run syncs with `--debug-requests` (or `debug_requests: true`) \
+             to keep them; captures are deleted after 7 days"
+        );
+        return Ok(EXIT_OK);
+    }
+    for (index, capture) in captures.iter().enumerate() {
+        let status = capture.status.map(|s| s.to_string()).unwrap_or_else(|| "no response".into());
+        println!("#{} {} {} → {} ({} ms)", index + 1, capture.method, capture.url, status, capture.duration_ms);
+        println!("  request:  {}", truncate(&capture.request_body, 2000));
+        println!("  response: {}", truncate(&capture.response_body, 2000));
+    }
+    Ok(EXIT_OK)
 }
 
 /// `sluice reset SYNC`

@@ -82,7 +82,7 @@ pub async fn run(dir: &Path) -> anyhow::Result<u8> {
     println!("== First sync: every customer is new ==");
     println!("$ sluice sync customers_to_file");
     let output = dir.join("out/customers.jsonl");
-    let first = commands::sync(dir, &["customers_to_file".to_string()], false, false).await?;
+    let first = commands::sync(dir, &["customers_to_file".to_string()], false, false, false).await?;
     if first != commands::EXIT_OK {
         bail!("the first demo sync did not succeed");
     }
@@ -96,7 +96,7 @@ pub async fn run(dir: &Path) -> anyhow::Result<u8> {
 
     println!("\n== Second sync: only what changed flows ==");
     println!("$ sluice sync customers_to_file");
-    let second = commands::sync(dir, &["customers_to_file".to_string()], false, false).await?;
+    let second = commands::sync(dir, &["customers_to_file".to_string()], false, false, false).await?;
     let text = std::fs::read_to_string(&output).with_context(|| format!("cannot read {}", output.display()))?;
     let new_lines = text.get(before as usize..).unwrap_or_default();
     println!("\nLines the second sync appended to {}:", output.display());

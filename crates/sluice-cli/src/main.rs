@@ -56,6 +56,10 @@ enum Command {
         /// Print one JSON object per sync instead of a summary.
         #[arg(long)]
         json: bool,
+        /// Keep each request and response (bodies included, credentials left out) for 7 days;
+        /// see them with `sluice runs show RUN_ID --requests`.
+        #[arg(long)]
+        debug_requests: bool,
     },
     /// List recent runs, or show one run's per-record outcomes.
     Runs(commands::RunsArgs),
@@ -113,7 +117,9 @@ fn main() -> ExitCode {
             Command::Check => commands::check(&project).await,
             Command::Preview { model, limit } => commands::preview(&project, &model, limit).await,
             Command::Plan { sync, samples } => commands::plan(&project, &sync, samples).await,
-            Command::Sync { syncs, all, json } => commands::sync(&project, &syncs, all, json).await,
+            Command::Sync { syncs, all, json, debug_requests } => {
+                commands::sync(&project, &syncs, all, json, debug_requests).await
+            }
             Command::Runs(args) => commands::runs(&project, args).await,
             Command::Destinations(DestinationsCommand::Describe { name, object, json }) => {
                 discovery::describe(&project, &name, object.as_deref(), json).await

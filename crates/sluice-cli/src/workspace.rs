@@ -15,6 +15,8 @@ const BATCH_ROWS: usize = 8192;
 /// A project plus the means to build what it describes.
 pub struct Workspace {
     pub project: Project,
+    /// `--debug-requests`: capture requests of every sync run by this command.
+    pub debug_requests: bool,
 }
 
 /// The connectors one sync needs, owned so a [`SyncJob`] can borrow them.
@@ -30,7 +32,7 @@ impl Workspace {
         // folder the command is run from.
         let dir = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
         let project = Project::load(&dir).map_err(|errors| anyhow!("{errors}"))?;
-        Ok(Workspace { project })
+        Ok(Workspace { project, debug_requests: false })
     }
 
     /// Decodes every source and destination entry into its typed config (no connections),
@@ -135,6 +137,7 @@ impl Workspace {
             store,
             spill_dir: self.spill_dir(),
             batch_rows: BATCH_ROWS,
+            debug_requests: self.debug_requests || sync.debug_requests,
         }
     }
 }

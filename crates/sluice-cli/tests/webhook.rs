@@ -114,3 +114,38 @@ async fn a_second_sync_of_the_same_sync_is_refused_while_one_runs() {
     assert!(stderr.contains(&format!("pid {}", first.id())), "{stderr}");
     assert!(first.wait().unwrap().success());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn debug_requests_keeps_each_request_and_response_without_credentials() {
+    let dir = tempfile::tempdir().unwrap();
+    sqlite_warehouse(&dir.path().join("warehouse.db"), 12);
+    let (url, receiver) = start_receiver().await;
+    webhook_project(
+        dir.path(),
+        &format!("{url}?token=secret-in-query"),
+        ", headers: { Authorization: \"Bearer hook-secret\" }",
+    );
+    receiver.lock().unwrap().fail_next.push_back((429, Some(0)));
+
+    let output = sluice_async(dir.path(), &["sync", "--debug-requests", "to_hook"]).await;
+    assert!(output.status.success(), "{}", text(&output));
+    let shown = sluice_async(dir.path(), &["runs", "show", "1", "--requests"]).await;
+    let stdout = String::from_utf8_lossy(&shown.stdout).to_string();
+    assert!(stdout.contains("#1 POST") && stdout.contains("→ 429"), "{stdout}");
+    assert_eq!(stdout.matches("→ 200").count(), 2, "two batches of ten and two: {stdout}");
+    assert!(stdout.contains("\"op\":\"insert\""), "request bodies are kept: {stdout}");
+    assert!(stdout.contains("injected 429"), "response bodies are kept: {stdout}");
+    assert!(!stdout.contains("secret"), "no credentials, in the URL or in headers: {stdout}");
+
+    // Without the flag, nothing is captured, and the user is told how to get captures.
+    sqlite_warehouse_update(dir.path());
+    let output = sluice_async(dir.path(), &["sync", "to_hook"]).await;
+    assert!(output.status.success(), "{}", text(&output));
+    let shown = sluice_async(dir.path(), &["runs", "show", "2", "--requests"]).await;
+    assert!(String::from_utf8_lossy(&shown.stdout).contains("no requests were captured"), "{}", text(&shown));
+}
+
+fn sqlite_warehouse_update(dir: &std::path::Path) {
+    let connection = rusqlite::Connection::open(dir.join("warehouse.db")).unwrap();
+    connection.execute("update customers set name = 'Renamed' where customer_id = 1", []).unwrap();
+}

@@ -74,6 +74,8 @@ pub struct SyncSpec {
     /// The destination field that identifies records in the tool, and the model column feeding
     /// it (`match_on: { email: email }`).
     pub match_on: Option<(String, String)>,
+    /// Keep each request and response of this sync's runs (bodies included) for 7 days.
+    pub debug_requests: bool,
     pub file: String,
 }
 
@@ -126,6 +128,8 @@ struct RawSync {
     mapping: Option<Mapping>,
     object: Option<String>,
     match_on: Option<Mapping>,
+    #[serde(default)]
+    debug_requests: bool,
     #[allow(dead_code)]
     description: Option<String>,
 }
@@ -444,6 +448,7 @@ impl<'a> Builder<'a> {
                 mapping,
                 object: raw.object,
                 match_on,
+                debug_requests: raw.debug_requests,
                 file: file.to_string(),
             },
         );

@@ -210,6 +210,61 @@ pub struct WriteContext {
     pub mode: SyncMode,
     /// The destination object, for tools that have several.
     pub object: Option<String>,
+    /// Where to record each request and response, when the run debugs requests.
+    pub capture: Option<CaptureSink>,
+}
+
+/// One request and its response, kept for debugging (`--debug-requests`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestCapture {
+    pub method: String,
+    /// Without credentials or query string.
+    pub url: String,
+    /// `None` when no response came (network error, timeout).
+    pub status: Option<u16>,
+    /// Bodies with secrets redacted, cut to [`MAX_CAPTURED_BODY`] bytes.
+    pub request_body: String,
+    pub response_body: String,
+    pub duration_ms: u64,
+}
+
+/// The longest body kept in a capture.
+pub const MAX_CAPTURED_BODY: usize = 64 * 1024;
+
+impl RequestCapture {
+    /// Cuts a body to [`MAX_CAPTURED_BODY`] bytes on a character boundary.
+    pub fn clip(body: &str) -> String {
+        if body.len() <= MAX_CAPTURED_BODY {
+            return body.to_string();
+        }
+        let mut end = MAX_CAPTURED_BODY;
+        while !body.is_char_boundary(end) {
+            end -= 1;
+        }
+        format!("{}… ({} bytes in all)", &body[..end], body.len())
+    }
+}
+
+/// Collects request captures for the run.
+#[derive(Clone)]
+pub struct CaptureSink(pub std::sync::Arc<std::sync::Mutex<Vec<RequestCapture>>>);
+
+impl CaptureSink {
+    /// Records one request.
+    pub fn record(&self, capture: RequestCapture) {
+        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(capture);
+    }
+
+    /// Takes what was recorded so far.
+    pub fn drain(&self) -> Vec<RequestCapture> {
+        std::mem::take(&mut *self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner))
+    }
+}
+
+impl fmt::Debug for CaptureSink {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("CaptureSink")
+    }
 }
 
 /// A tool that changes are delivered to.

@@ -88,7 +88,7 @@ fn target(mode: SyncMode, fields: &[(&str, DataType)], key: &str) -> Target {
 }
 
 fn context(mode: SyncMode) -> WriteContext {
-    WriteContext { sync: "contacts".to_string(), run_id: 1, mode, object: None }
+    WriteContext { sync: "contacts".to_string(), run_id: 1, mode, object: None, capture: None }
 }
 
 fn batch(fields: &[&str], changes: Vec<Change>) -> ChangeBatch {

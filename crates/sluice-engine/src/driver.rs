@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 use futures::stream::FuturesUnordered;
 use futures::StreamExt;
 use sluice_core::{
-    Change, ChangeBatch, ChangeOp, Destination, DestinationError, ErrorClass, Outcome, OutcomeStatus, WriteContext,
+    CaptureSink, Change, ChangeBatch, ChangeOp, Destination, DestinationError, ErrorClass, Outcome, OutcomeStatus,
+    WriteContext,
 };
 use sluice_state::{CommitBatch, OutcomeRecord, RunCounts, RunId};
 
@@ -69,6 +70,7 @@ async fn deliver_into(
             run_id,
             mode: job.mode,
             object: job.object.map(str::to_string),
+            capture: job.debug_requests.then(|| CaptureSink(Default::default())),
         },
         budget: RateBudget::shared(&job.destination.account_key(), &quotas),
         concurrency: AdaptiveConcurrency::new(ConcurrencySettings {
@@ -111,6 +113,9 @@ async fn deliver_into(
             }
         };
         totals.add(&commit(job, run_id, &batch.changes, outcomes).await?);
+        if let Some(sink) = &sender.context.capture {
+            job.store.save_captures(run_id, &sink.drain()).await?;
+        }
         delivered += batch.changes.len() as u64;
         progress.delivered(delivered);
     }

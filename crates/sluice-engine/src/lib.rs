@@ -38,6 +38,8 @@ pub struct SyncJob<'a> {
     pub spill_dir: PathBuf,
     /// Rows per source batch.
     pub batch_rows: usize,
+    /// Keep each request and response of the run (bodies redacted), for `runs show --requests`.
+    pub debug_requests: bool,
 }
 
 /// Reports progress to whoever is watching (a progress bar, or nothing).

@@ -8,6 +8,9 @@ use sluice_state::{RunCounts, RunId, RunStatus};
 use crate::planner::{plan, PlanCounts};
 use crate::{EngineError, Progress, SyncJob};
 
+/// How long request captures (`--debug-requests`) are kept.
+pub const CAPTURE_RETENTION: chrono::Duration = chrono::Duration::days(7);
+
 /// What a run did.
 #[derive(Debug, Clone)]
 pub struct RunReport {
@@ -32,6 +35,8 @@ pub async fn run_sync(job: &SyncJob<'_>, progress: &dyn Progress) -> Result<RunR
     let _lock = job.store.lock(job.sync).await?;
     crate::spill::remove_stale(&job.spill_dir, job.sync);
     let start = job.store.start_run(job.sync, &job.destination.identity()).await?;
+    // Captured requests hold row values: they are opt-in, and kept for a bounded time.
+    job.store.prune_captures(chrono::Utc::now() - CAPTURE_RETENTION).await?;
     if start.snapshot_reset {
         tracing::info!(sync = job.sync, "the destination changed since the last run; sending every record again");
     }

@@ -143,6 +143,7 @@ fn job<'a>(
         store,
         spill_dir: spill.to_path_buf(),
         batch_rows: 1000,
+        debug_requests: false,
     }
 }
 

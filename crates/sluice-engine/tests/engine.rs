@@ -133,6 +133,7 @@ impl Fixture {
             store: &self.store,
             spill_dir: self.spill.clone(),
             batch_rows: 3,
+            debug_requests: false,
         }
     }
 

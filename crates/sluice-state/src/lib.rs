@@ -5,7 +5,7 @@ use std::fmt;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use sluice_core::{ChangeOp, Fingerprint, OutcomeStatus};
+use sluice_core::{ChangeOp, Fingerprint, OutcomeStatus, RequestCapture};
 
 #[cfg(feature = "postgres")]
 pub mod postgres;
@@ -208,6 +208,15 @@ pub trait StateStore: Send + Sync {
 
     /// Stores or replaces a sealed credential.
     async fn save_credential(&self, name: &str, sealed: &[u8]) -> Result<(), StateError>;
+
+    /// Keeps request captures of a run that debugs its requests.
+    async fn save_captures(&self, run: RunId, captures: &[RequestCapture]) -> Result<(), StateError>;
+
+    /// A run's request captures, in the order they were made.
+    async fn captures(&self, run: RunId) -> Result<Vec<RequestCapture>, StateError>;
+
+    /// Deletes captures made before `before`; returns how many went.
+    async fn prune_captures(&self, before: DateTime<Utc>) -> Result<u64, StateError>;
 }
 
 /// Who this process is, as written into locks and shown to a user who is refused.

@@ -7,7 +7,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use rusqlite::{params, Connection, OptionalExtension};
-use sluice_core::{ChangeOp, Fingerprint, OutcomeStatus};
+use sluice_core::{ChangeOp, Fingerprint, OutcomeStatus, RequestCapture};
 
 use crate::{
     holder_description, host_name, CommitBatch, OutcomeRecord, RunCounts, RunId, RunRecord, RunStart, RunStatus,
@@ -51,6 +51,17 @@ create table if not exists outcomes (
     message text
 );
 create index if not exists outcomes_by_run on outcomes (run_id, status);
+create table if not exists request_captures (
+    run_id integer not null,
+    method text not null,
+    url text not null,
+    status integer,
+    request_body text not null,
+    response_body text not null,
+    duration_ms integer not null,
+    captured_at integer not null
+);
+create index if not exists request_captures_by_run on request_captures (run_id);
 create table if not exists credentials (
     name text primary key,
     sealed blob not null,
@@ -432,6 +443,64 @@ impl StateStore for SqliteStateStore {
                 params![name, sealed, now_millis()],
             )
             .map(|_| ())
+            .map_err(|e| self.error(e))
+    }
+
+    async fn save_captures(&self, run: RunId, captures: &[RequestCapture]) -> Result<(), StateError> {
+        let mut connection = self.connection();
+        let transaction = connection.transaction().map_err(|e| self.error(e))?;
+        {
+            let mut insert = transaction
+                .prepare_cached(
+                    "insert into request_captures (run_id, method, url, status, request_body, response_body, duration_ms, captured_at)
+                     values (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                )
+                .map_err(|e| self.error(e))?;
+            for capture in captures {
+                insert
+                    .execute(params![
+                        run,
+                        capture.method,
+                        capture.url,
+                        capture.status,
+                        capture.request_body,
+                        capture.response_body,
+                        capture.duration_ms as i64,
+                        now_millis()
+                    ])
+                    .map_err(|e| self.error(e))?;
+            }
+        }
+        transaction.commit().map_err(|e| self.error(e))
+    }
+
+    async fn captures(&self, run: RunId) -> Result<Vec<RequestCapture>, StateError> {
+        let connection = self.connection();
+        let mut statement = connection
+            .prepare(
+                "select method, url, status, request_body, response_body, duration_ms from request_captures
+                 where run_id = ?1 order by rowid",
+            )
+            .map_err(|e| self.error(e))?;
+        let rows = statement
+            .query_map([run], |row| {
+                Ok(RequestCapture {
+                    method: row.get(0)?,
+                    url: row.get(1)?,
+                    status: row.get(2)?,
+                    request_body: row.get(3)?,
+                    response_body: row.get(4)?,
+                    duration_ms: row.get::<_, i64>(5)?.max(0) as u64,
+                })
+            })
+            .map_err(|e| self.error(e))?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(|e| self.error(e))
+    }
+
+    async fn prune_captures(&self, before: DateTime<Utc>) -> Result<u64, StateError> {
+        self.connection()
+            .execute("delete from request_captures where captured_at < ?1", [before.timestamp_millis()])
+            .map(|n| n as u64)
             .map_err(|e| self.error(e))
     }
 

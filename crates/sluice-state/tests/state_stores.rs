@@ -29,6 +29,27 @@ async fn suite(store: &dyn StateStore) {
     interrupted_runs_are_marked_failed(store).await;
     syncs_do_not_see_each_other(store).await;
     credentials_are_stored_sealed_and_replaced(store).await;
+    request_captures_are_kept_per_run_and_pruned(store).await;
+}
+
+async fn request_captures_are_kept_per_run_and_pruned(store: &dyn StateStore) {
+    let capture = |n: u16| sluice_core::RequestCapture {
+        method: "POST".into(),
+        url: "http://hook/in".into(),
+        status: if n == 0 { None } else { Some(n) },
+        request_body: format!("{{\"n\":{n}}}"),
+        response_body: "{}".into(),
+        duration_ms: u64::from(n),
+    };
+    let _lock = store.lock("captured").await.unwrap();
+    let run = store.start_run("captured", "t").await.unwrap().run_id;
+    store.save_captures(run, &[capture(200), capture(0)]).await.unwrap();
+    store.save_captures(run, &[capture(429)]).await.unwrap();
+    let kept = store.captures(run).await.unwrap();
+    assert_eq!(kept, vec![capture(200), capture(0), capture(429)]);
+    assert_eq!(store.prune_captures(chrono::Utc::now() - chrono::Duration::hours(1)).await.unwrap(), 0);
+    assert_eq!(store.prune_captures(chrono::Utc::now() + chrono::Duration::hours(1)).await.unwrap(), 3);
+    assert!(store.captures(run).await.unwrap().is_empty());
 }
 
 async fn credentials_are_stored_sealed_and_replaced(store: &dyn StateStore) {

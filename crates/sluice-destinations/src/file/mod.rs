@@ -155,7 +155,7 @@ mod tests {
     }
 
     fn context() -> WriteContext {
-        WriteContext { sync: "s".into(), run_id: 1, mode: SyncMode::Mirror, object: None }
+        WriteContext { sync: "s".into(), run_id: 1, mode: SyncMode::Mirror, object: None, capture: None }
     }
 
     #[tokio::test]

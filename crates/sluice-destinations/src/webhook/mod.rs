@@ -8,8 +8,8 @@ use async_trait::async_trait;
 pub use config::{RateLimitConfig, WebhookConfig};
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, RETRY_AFTER};
 use sluice_core::{
-    ChangeBatch, DeliveryLimits, Destination, DestinationError, ErrorClass, ObjectDescription, Outcome, RequestQuota,
-    RetryPolicy, WriteContext,
+    ChangeBatch, DeliveryLimits, Destination, DestinationError, ErrorClass, ObjectDescription, Outcome, RequestCapture,
+    RequestQuota, RetryPolicy, WriteContext,
 };
 
 /// Longest error text kept from a response body.
@@ -233,18 +233,41 @@ impl Destination for WebhookDestination {
                 serde_json::json!({ "op": change.op.as_str(), "key": change.key, "fields": batch.fields_json(change) })
             })
             .collect();
-        let body = serde_json::json!({ "sync": context.sync, "run_id": context.run_id, "changes": changes });
-        let response = self
+        let body =
+            serde_json::json!({ "sync": context.sync, "run_id": context.run_id, "changes": changes }).to_string();
+        let started = std::time::Instant::now();
+        let capture = |status: Option<u16>, response: &str| {
+            if let Some(sink) = &context.capture {
+                // The URL loses credentials and query string; headers (auth) are never kept.
+                sink.record(RequestCapture {
+                    method: "POST".into(),
+                    url: self.safe_url(),
+                    status,
+                    request_body: RequestCapture::clip(&body),
+                    response_body: RequestCapture::clip(response),
+                    duration_ms: started.elapsed().as_millis() as u64,
+                });
+            }
+        };
+        let response = match self
             .client
             .post(self.url.clone())
             .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .body(body.to_string())
+            .body(body.clone())
             .send()
             .await
-            .map_err(|e| self.send_error(e))?;
+        {
+            Ok(response) => response,
+            Err(error) => {
+                let error = self.send_error(error);
+                capture(None, &error.message);
+                return Err(error);
+            }
+        };
         let status = response.status();
         let wait = retry_after(response.headers());
         let text = response.text().await.map_err(|e| self.send_error(e))?;
+        capture(Some(status.as_u16()), &text);
         let failure = |class: ErrorClass| DestinationError {
             class,
             message: format!("HTTP {}: {}", status.as_u16(), body_message(&text)),

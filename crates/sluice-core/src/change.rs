@@ -94,6 +94,10 @@ pub struct Change {
     pub key: String,
     pub fingerprint: Fingerprint,
     pub values: Vec<Value>,
+    /// The tool's id for the record, from the snapshot, for destinations that ask for it
+    /// ([`crate::Destination::wants_destination_ids`]); deletes by id need it.
+    #[serde(default)]
+    pub destination_id: Option<String>,
 }
 
 /// A batch of changes bound for one destination request.

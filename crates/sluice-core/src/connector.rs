@@ -296,6 +296,12 @@ pub trait Destination: Send + Sync {
         Err(DestinationError::config(format!("{} cannot list its objects and fields", self.describe())))
     }
 
+    /// Whether changes should carry the record's destination id from the snapshot (tools
+    /// that update or delete by their own ids).
+    fn wants_destination_ids(&self) -> bool {
+        false
+    }
+
     /// Whether syncs may name an `object` of this destination.
     fn accepts_object(&self) -> bool {
         false

@@ -96,7 +96,7 @@ fn batch(fields: &[&str], changes: Vec<Change>) -> ChangeBatch {
 }
 
 fn change(op: ChangeOp, key: i64, values: Vec<Value>) -> Change {
-    Change { op, key: key.to_string(), fingerprint: Fingerprint(0), values }
+    Change { op, key: key.to_string(), fingerprint: Fingerprint(0), values, destination_id: None }
 }
 
 fn text(s: &str) -> Value {

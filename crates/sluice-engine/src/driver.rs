@@ -90,9 +90,16 @@ async fn deliver_into(
         // Keep as many batches going as the adaptive limit allows; each request inside still
         // waits for a concurrency permit and the shared budget.
         while stopped.is_none() && in_flight.len() < sender.concurrency.limit().max(1) {
-            let changes = read_changes(reader, batch_size)?;
+            let mut changes = read_changes(reader, batch_size)?;
             if changes.is_empty() {
                 break;
+            }
+            if job.destination.wants_destination_ids() {
+                let keys: Vec<String> = changes.iter().map(|c| c.key.clone()).collect();
+                let mut ids = job.store.destination_ids(job.sync, &keys).await?;
+                for change in &mut changes {
+                    change.destination_id = ids.remove(&change.key);
+                }
             }
             let batch = ChangeBatch { fields: fields.clone(), changes };
             let sender = &sender;

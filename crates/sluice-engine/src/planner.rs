@@ -223,7 +223,7 @@ pub async fn plan(
                 .iter()
                 .map(|(_, column)| value_at(schema.field(*column), arrays[*column].as_ref(), row))
                 .collect();
-            emit(Change { op, key, fingerprint, values }, &mut counts)?;
+            emit(Change { op, key, fingerprint, values, destination_id: None }, &mut counts)?;
         }
         progress.scanned(counts.rows);
     }
@@ -245,6 +245,7 @@ pub async fn plan(
                             key: key.to_string(),
                             fingerprint: Fingerprint(0),
                             values: Vec::new(),
+                            destination_id: None,
                         };
                         if let Err(error) = emit(change, &mut counts) {
                             failure = Some(error);

@@ -112,6 +112,7 @@ mod tests {
                     Value::Null,
                     Value::Decimal("1.50".into()),
                 ],
+                destination_id: (i % 3 == 0).then(|| format!("d-{i}")),
             })
             .collect();
         for change in &changes {

@@ -293,3 +293,52 @@ async fn the_match_field_is_sent_and_fingerprinted_like_a_mapped_field() {
     let error = plan(&missing, true, false, &NoProgress).await.err().unwrap().to_string();
     assert!(error.contains("matches on `contact_email` from column `mail`"), "{error}");
 }
+
+/// A tool that assigns its own ids on create and deletes by them.
+#[derive(Default)]
+struct IdTool {
+    deleted_ids: Mutex<Vec<Option<String>>>,
+}
+
+#[async_trait]
+impl Destination for IdTool {
+    fn describe(&self) -> String {
+        "ids".into()
+    }
+    fn identity(&self) -> String {
+        "ids".into()
+    }
+    fn batch_size(&self) -> usize {
+        10
+    }
+    fn wants_destination_ids(&self) -> bool {
+        true
+    }
+    async fn check(&self) -> Result<(), DestinationError> {
+        Ok(())
+    }
+    async fn write(&self, _context: &WriteContext, batch: &ChangeBatch) -> Result<Vec<Outcome>, DestinationError> {
+        Ok(batch
+            .changes
+            .iter()
+            .map(|change| {
+                if change.op == ChangeOp::Delete {
+                    self.deleted_ids.lock().unwrap().push(change.destination_id.clone());
+                }
+                Outcome { destination_id: Some(format!("tool-{}", change.key)), ..Outcome::applied() }
+            })
+            .collect())
+    }
+}
+
+#[tokio::test]
+async fn ids_the_tool_returned_come_back_with_later_deletes() {
+    let fixture = Fixture::new(3);
+    let tool = IdTool::default();
+    let job = SyncJob { destination: &tool, ..fixture.job(SyncMode::Mirror) };
+    run_sync(&job, &NoProgress).await.unwrap();
+    fixture.edit(|rows| rows.retain(|r| r.0 != 2));
+    let report = run_sync(&job, &NoProgress).await.unwrap();
+    assert_eq!(report.counts.deleted, 1);
+    assert_eq!(*tool.deleted_ids.lock().unwrap(), vec![Some("tool-2".to_string())]);
+}

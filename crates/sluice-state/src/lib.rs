@@ -178,6 +178,13 @@ pub trait StateStore: Send + Sync {
         visit: &mut (dyn for<'k> FnMut(&'k str, Fingerprint) + Send),
     ) -> Result<(), StateError>;
 
+    /// The destination ids stored for `keys` (keys without one are left out).
+    async fn destination_ids(
+        &self,
+        sync: &str,
+        keys: &[String],
+    ) -> Result<std::collections::HashMap<String, String>, StateError>;
+
     /// Commits one delivered batch: snapshot changes, outcomes and counts, in one transaction.
     async fn commit(&self, run: RunId, sync: &str, batch: &CommitBatch) -> Result<(), StateError>;
 

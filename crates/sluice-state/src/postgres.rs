@@ -510,6 +510,26 @@ impl StateStore for PostgresStateStore {
         result.map_err(|e| self.error(&e))
     }
 
+    async fn destination_ids(&self, sync: &str, keys: &[String]) -> Result<HashMap<String, String>, StateError> {
+        let session = self.session.lock().await;
+        let rows = session
+            .client
+            .query(
+                "select key, destination_id from snapshots
+                 where sync = $1 and key = any($2) and destination_id is not null",
+                &[&sync, &keys],
+            )
+            .await
+            .map_err(|e| self.error(&e))?;
+        let mut ids = HashMap::with_capacity(rows.len());
+        for row in rows {
+            let key: String = row.try_get(0).map_err(|e| self.error(&e))?;
+            let id: String = row.try_get(1).map_err(|e| self.error(&e))?;
+            ids.insert(key, id);
+        }
+        Ok(ids)
+    }
+
     async fn commit(&self, run: RunId, sync: &str, batch: &CommitBatch) -> Result<(), StateError> {
         // A key upserted twice in one batch would make the multi-row upsert fail ("cannot affect
         // row a second time"); merging gives what upserting one by one gives: the last

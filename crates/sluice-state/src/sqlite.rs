@@ -322,6 +322,30 @@ impl StateStore for SqliteStateStore {
         Ok(())
     }
 
+    async fn destination_ids(
+        &self,
+        sync: &str,
+        keys: &[String],
+    ) -> Result<std::collections::HashMap<String, String>, StateError> {
+        let connection = self.connection();
+        let mut statement = connection
+            .prepare_cached(
+                "select destination_id from snapshots where sync = ?1 and key = ?2 and destination_id is not null",
+            )
+            .map_err(|e| self.error(e))?;
+        let mut ids = std::collections::HashMap::new();
+        for key in keys {
+            if let Some(id) = statement
+                .query_row(params![sync, key], |row| row.get::<_, String>(0))
+                .optional()
+                .map_err(|e| self.error(e))?
+            {
+                ids.insert(key.clone(), id);
+            }
+        }
+        Ok(ids)
+    }
+
     async fn commit(&self, run: RunId, sync: &str, batch: &CommitBatch) -> Result<(), StateError> {
         let mut connection = self.connection();
         let transaction = connection.transaction().map_err(|e| self.error(e))?;

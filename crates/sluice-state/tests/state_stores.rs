@@ -102,6 +102,8 @@ async fn runs_commit_snapshots_outcomes_and_counts(store: &dyn StateStore) {
     assert_eq!(store.snapshot_len("main").await.unwrap(), 2);
     let entries = snapshot(store, "main").await;
     assert_eq!(entries.get("2"), Some(&Fingerprint(22)));
+    let ids = store.destination_ids("main", &["1".into(), "2".into(), "9".into()]).await.unwrap();
+    assert_eq!(ids.into_iter().collect::<Vec<_>>(), vec![("2".to_string(), "d-2".to_string())]);
     assert!(!entries.contains_key("3"), "a rejected record must keep its old (absent) fingerprint");
 
     let run = store.run(start.run_id).await.unwrap().unwrap();

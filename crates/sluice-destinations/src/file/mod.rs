@@ -148,8 +148,15 @@ mod tests {
                     key: "1".into(),
                     fingerprint: Fingerprint(1),
                     values: vec![Value::Int(1), Value::Text("a@x.io".into())],
+                    destination_id: None,
                 },
-                Change { op: ChangeOp::Delete, key: "2".into(), fingerprint: Fingerprint(0), values: vec![] },
+                Change {
+                    op: ChangeOp::Delete,
+                    key: "2".into(),
+                    fingerprint: Fingerprint(0),
+                    values: vec![],
+                    destination_id: None,
+                },
             ],
         }
     }

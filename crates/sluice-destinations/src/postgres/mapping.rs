@@ -206,7 +206,7 @@ mod tests {
         } else {
             (0..columns as i64).map(|c| Value::Int(key + c)).collect()
         };
-        Change { op, key: key.to_string(), fingerprint: Fingerprint(0), values }
+        Change { op, key: key.to_string(), fingerprint: Fingerprint(0), values, destination_id: None }
     }
 
     #[test]

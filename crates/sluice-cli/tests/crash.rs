@@ -4,7 +4,6 @@
 mod common;
 
 use std::collections::HashMap;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::*;
@@ -33,13 +32,7 @@ async fn killing_sync_at_random_points_loses_nothing_and_duplicates_only_in_flig
                 )
                 .unwrap();
         }
-        let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
-            .args(["sync", "to_hook"])
-            .current_dir(dir.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
+        let mut child = spawn_sync(dir.path(), "to_hook");
         tokio::time::sleep(Duration::from_millis(random.u64(20..250))).await;
         if child.try_wait().unwrap().is_none() {
             child.kill().unwrap(); // SIGKILL
@@ -90,13 +83,7 @@ async fn a_killed_run_never_blocks_the_next_one_with_the_postgres_state_store() 
     receiver.lock().unwrap().delay = Duration::from_millis(20);
 
     for _ in 0..3 {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
-            .args(["sync", "to_hook"])
-            .current_dir(dir.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
+        let mut child = spawn_sync(dir.path(), "to_hook");
         // Kill only once the run is delivering, so it certainly held the lock.
         let before = receiver.lock().unwrap().requests;
         for _ in 0..400 {

@@ -91,13 +91,7 @@ async fn a_second_sync_of_the_same_sync_is_refused_while_one_runs() {
     webhook_project(dir.path(), &url, "");
     receiver.lock().unwrap().delay = Duration::from_millis(300);
 
-    let mut first = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .args(["sync", "to_hook"])
-        .current_dir(dir.path())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut first = spawn_sync(dir.path(), "to_hook");
     // Wait until the first run is delivering (its first request was answered), so it
     // certainly holds the lock and has batches left to send.
     for _ in 0..200 {

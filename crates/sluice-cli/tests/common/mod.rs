@@ -27,6 +27,17 @@ pub fn sluice(dir: &Path, args: &[&str]) -> Output {
         .expect("the sluice binary runs")
 }
 
+/// Starts `sluice sync SYNC` in the background, output discarded, to be killed or awaited.
+pub fn spawn_sync(dir: &Path, sync: &str) -> std::process::Child {
+    Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["sync", sync])
+        .current_dir(dir)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("the sluice binary starts")
+}
+
 /// [`sluice`] from async tests, off the runtime's threads (the fake receiver runs on them).
 pub async fn sluice_async(dir: &Path, args: &[&str]) -> Output {
     let dir = dir.to_path_buf();

@@ -10,6 +10,8 @@ use sluice_core::Destination;
 pub mod file;
 #[cfg(feature = "http")]
 pub mod http;
+#[cfg(feature = "hubspot")]
+pub mod hubspot;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 #[cfg(feature = "webhook")]
@@ -20,6 +22,8 @@ pub fn supported_types() -> Vec<&'static str> {
     vec![
         #[cfg(feature = "file")]
         "file",
+        #[cfg(feature = "hubspot")]
+        "hubspot",
         #[cfg(feature = "postgres")]
         "postgres",
         #[cfg(feature = "webhook")]
@@ -42,6 +46,11 @@ pub fn build(spec: &ConnectorSpec, project_root: &Path) -> Result<Box<dyn Destin
         "webhook" => {
             let config: webhook::WebhookConfig = spec.decode()?;
             Ok(Box::new(webhook::WebhookDestination::new(config).map_err(|(key, message)| spec.error(key, message))?))
+        }
+        #[cfg(feature = "hubspot")]
+        "hubspot" => {
+            let config: hubspot::HubSpotConfig = spec.decode()?;
+            Ok(Box::new(hubspot::HubSpotDestination::new(config).map_err(|(key, message)| spec.error(key, message))?))
         }
         #[cfg(feature = "postgres")]
         "postgres" => {

@@ -1,4 +1,5 @@
 //! Integration tests of the Postgres destination against the PostgreSQL server at TEST_URL.
+#![cfg(feature = "postgres")]
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;

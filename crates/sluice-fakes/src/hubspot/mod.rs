@@ -496,6 +496,11 @@ impl HubSpotState {
         &self.options
     }
 
+    /// Changes options while the fake runs (for example, stop rejecting a value).
+    pub fn options_mut(&mut self) -> &mut HubSpotOptions {
+        &mut self.options
+    }
+
     pub(crate) fn object_type(&self, name: &str) -> Option<ObjectTypeDef> {
         self.options.object_types.iter().find(|t| t.answers_to(name)).cloned()
     }

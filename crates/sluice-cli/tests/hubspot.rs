@@ -1,0 +1,95 @@
+//! End to end: a warehouse model synced to HubSpot contacts (the fake), upsert by email and
+//! mirror, with HubSpot's own messages for rejected records.
+
+mod common;
+
+use common::*;
+use sluice_fakes::hubspot::{HubSpotFake, HubSpotOptions, RejectRule, DEFAULT_PRIVATE_APP_TOKEN};
+
+fn live_contacts(fake: &HubSpotFake) -> Vec<(String, String)> {
+    let mut contacts: Vec<(String, String)> = fake
+        .objects("contacts")
+        .into_iter()
+        .filter(|c| !c.archived)
+        .map(|c| (c.properties["email"].clone(), c.properties.get("firstname").cloned().unwrap_or_default()))
+        .collect();
+    contacts.sort();
+    contacts
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn contacts_are_upserted_by_email_and_mirrored_with_hubspots_messages() {
+    let options = HubSpotOptions {
+        reject_values: vec![RejectRule::new("contacts", "email", "user7@example.com")],
+        ..HubSpotOptions::default()
+    };
+    let fake = HubSpotFake::start(options).await;
+    let dir = tempfile::tempdir().unwrap();
+    let warehouse = sqlite_warehouse(&dir.path().join("warehouse.db"), 20);
+    std::fs::write(
+        dir.path().join("sluice.yaml"),
+        format!(
+            "version: 1
+sources: {{ warehouse: {{ type: sqlite, path: warehouse.db }} }}
+destinations:
+  hubspot: {{ type: hubspot, token: \"${{HUBSPOT_TOKEN:-{}}}\", endpoint: \"{}\" }}
+models: {{ customers: {{ source: warehouse, primary_key: customer_id, table: customers }} }}
+syncs:
+  contacts_to_hubspot:
+    model: customers
+    destination: hubspot
+    object: contacts
+    mode: mirror
+    match_on: {{ email: email }}
+    mapping: {{ firstname: name, ltv: ltv }}
+",
+            DEFAULT_PRIVATE_APP_TOKEN,
+            fake.base_url()
+        ),
+    )
+    .unwrap();
+    let sync = |dir: std::path::PathBuf| async move {
+        tokio::task::spawn_blocking(move || {
+            let output = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+                .args(["sync", "--json", "contacts_to_hubspot"])
+                .current_dir(&dir)
+                .env("HUBSPOT_TOKEN", DEFAULT_PRIVATE_APP_TOKEN)
+                .output()
+                .unwrap();
+            let report: serde_json::Value =
+                serde_json::from_slice(&output.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&output)));
+            (output.status.code(), report)
+        })
+        .await
+        .unwrap()
+    };
+
+    let (code, report) = sync(dir.path().to_path_buf()).await;
+    assert_eq!(code, Some(2), "{report}");
+    assert_eq!(counts(&report), (19, 0, 0, 1), "{report}");
+    assert_eq!(live_contacts(&fake).len(), 19);
+    let shown = sluice_async(dir.path(), &["runs", "show", "1"]).await;
+    let shown = String::from_utf8_lossy(&shown.stdout).to_string();
+    assert!(shown.lines().any(|l| l.starts_with("7 ") && l.contains("rejected")), "{shown}");
+
+    // Change two names, delete one customer, and accept the rejected email.
+    fake.state().options_mut().reject_values.clear();
+    warehouse
+        .execute_batch(
+            "update customers set name = 'Renamed ' || customer_id where customer_id in (3, 4);
+             delete from customers where customer_id = 5;",
+        )
+        .unwrap();
+    let (code, report) = sync(dir.path().to_path_buf()).await;
+    assert_eq!(code, Some(0), "{report}");
+    assert_eq!(counts(&report), (1, 2, 1, 0), "{report}");
+    let contacts = live_contacts(&fake);
+    assert_eq!(contacts.len(), 19);
+    assert!(contacts.contains(&("user3@example.com".into(), "Renamed 3".into())), "{contacts:?}");
+    assert!(!contacts.iter().any(|(email, _)| email == "user5@example.com"), "archived in mirror mode");
+    assert!(contacts.iter().any(|(email, _)| email == "user7@example.com"), "retried and accepted");
+
+    let (code, report) = sync(dir.path().to_path_buf()).await;
+    assert_eq!((code, counts(&report)), (Some(0), (0, 0, 0, 0)), "{report}");
+    assert_eq!(fake.invalid_requests(), 0, "every request matched HubSpot's OpenAPI description");
+}

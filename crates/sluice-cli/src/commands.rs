@@ -1,6 +1,7 @@
 //! The subcommands, except `demo`.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use anyhow::{anyhow, bail, Context};
 use clap::{Args, Subcommand};
@@ -190,8 +191,8 @@ pub async fn plan(project: &Path, sync: &str, samples: usize) -> anyhow::Result<
     let workspace = Workspace::load(project)?;
     let spec = workspace.sync(sync)?;
     workspace.check_connectors().map_err(|errors| anyhow!("{errors}"))?;
-    let parts = workspace.parts(spec)?;
     let store = workspace.state().await?;
+    let parts = workspace.parts(spec, Some(&store))?;
     let job = workspace.job(spec, &parts, store.as_ref());
     let identity = parts.destination.identity();
     let stored = store.target_identity(sync).await?;
@@ -247,7 +248,7 @@ pub async fn sync(project: &Path, names: &[String], all: bool, json: bool, debug
     let store = workspace.state().await?;
     let mut worst = EXIT_OK;
     for name in &names {
-        let result = run_one(&workspace, name, store.as_ref(), json).await;
+        let result = run_one(&workspace, name, &store, json).await;
         let code = match &result {
             Ok(report) => match report.status {
                 RunStatus::Succeeded => EXIT_OK,
@@ -278,10 +279,15 @@ pub async fn sync(project: &Path, names: &[String], all: bool, json: bool, debug
     Ok(worst)
 }
 
-async fn run_one(workspace: &Workspace, name: &str, store: &dyn StateStore, json: bool) -> anyhow::Result<RunReport> {
+async fn run_one(
+    workspace: &Workspace,
+    name: &str,
+    store: &Arc<dyn StateStore>,
+    json: bool,
+) -> anyhow::Result<RunReport> {
     let spec = workspace.sync(name)?;
-    let parts = workspace.parts(spec)?;
-    let job = workspace.job(spec, &parts, store);
+    let parts = workspace.parts(spec, Some(store))?;
+    let job = workspace.job(spec, &parts, store.as_ref());
     let bar = (!json && interactive()).then(|| TerminalProgress::new(name));
     let progress: &dyn Progress = match &bar {
         Some(bar) => bar,

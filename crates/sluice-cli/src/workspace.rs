@@ -1,11 +1,13 @@
 //! A loaded project and the connectors and state store built from it.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use anyhow::{anyhow, Context};
 use sluice_config::{ConfigError, ConfigErrors, Project, StateLocation, SyncSpec};
-use sluice_core::{Destination, Source};
+use sluice_core::{CredentialStore, Destination, Source};
 use sluice_engine::SyncJob;
+use sluice_state::secrets::{SealedCredentials, SecretBox};
 use sluice_state::sqlite::SqliteStateStore;
 use sluice_state::StateStore;
 
@@ -95,11 +97,11 @@ impl Workspace {
     }
 
     /// Opens the state store the project names.
-    pub async fn state(&self) -> anyhow::Result<Box<dyn StateStore>> {
+    pub async fn state(&self) -> anyhow::Result<Arc<dyn StateStore>> {
         Ok(match &self.project.state {
-            StateLocation::Sqlite(path) => Box::new(SqliteStateStore::open(path)?),
+            StateLocation::Sqlite(path) => Arc::new(SqliteStateStore::open(path)?),
             #[cfg(feature = "postgres")]
-            StateLocation::Postgres(url) => Box::new(sluice_state::postgres::PostgresStateStore::open(url).await?),
+            StateLocation::Postgres(url) => Arc::new(sluice_state::postgres::PostgresStateStore::open(url).await?),
             #[cfg(not(feature = "postgres"))]
             StateLocation::Postgres(_) => {
                 anyhow::bail!("this build of sluice has no Postgres support: rebuild with `--features postgres`")
@@ -107,11 +109,27 @@ impl Workspace {
         })
     }
 
-    /// Builds the source and destination of a sync.
-    pub fn parts(&self, sync: &SyncSpec) -> anyhow::Result<SyncParts> {
+    /// Builds the source and destination of a sync. With a state store, OAuth destinations
+    /// keep refreshed tokens in it, sealed with the project's key.
+    pub fn parts(&self, sync: &SyncSpec, store: Option<&Arc<dyn StateStore>>) -> anyhow::Result<SyncParts> {
         let model = self.project.model_of(sync);
-        let source = self.source(&model.source).with_context(|| format!("sync `{}`", sync.name))?;
-        let destination = self.destination(&sync.destination).with_context(|| format!("sync `{}`", sync.name))?;
+        let context = || format!("sync `{}`", sync.name);
+        let source = self.source(&model.source).with_context(context)?;
+        let spec = self
+            .project
+            .destinations
+            .get(&sync.destination)
+            .ok_or_else(|| anyhow!("no destination named `{}`", sync.destination))?;
+        // Only OAuth destinations need the key, so other projects never get a key file.
+        let credentials: Option<Arc<dyn CredentialStore>> = match store {
+            Some(store) if spec.options.contains_key("oauth") => {
+                let secrets = SecretBox::load(&self.project.root.join(".sluice/secret.key"))?;
+                Some(Arc::new(SealedCredentials::new(store.clone(), secrets)))
+            }
+            _ => None,
+        };
+        let destination =
+            sluice_destinations::build_with(spec, &self.project.root, credentials).with_context(context)?;
         Ok(SyncParts { source, destination })
     }
 

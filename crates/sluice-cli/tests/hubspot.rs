@@ -93,3 +93,50 @@ syncs:
     assert_eq!((code, counts(&report)), (Some(0), (0, 0, 0, 0)), "{report}");
     assert_eq!(fake.invalid_requests(), 0, "every request matched HubSpot's OpenAPI description");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_oauth_token_refreshed_by_one_run_is_sealed_in_the_state_and_reused_by_the_next() {
+    let fake = HubSpotFake::start(HubSpotOptions::default()).await;
+    let app = fake.state().options().oauth.clone().expect("the fake has an OAuth app");
+    let dir = tempfile::tempdir().unwrap();
+    let warehouse = sqlite_warehouse(&dir.path().join("warehouse.db"), 5);
+    std::fs::write(
+        dir.path().join("sluice.yaml"),
+        format!(
+            "version: 1
+sources: {{ warehouse: {{ type: sqlite, path: warehouse.db }} }}
+destinations:
+  hubspot:
+    type: hubspot
+    endpoint: \"{base}\"
+    token_url: \"{base}/oauth/v1/token\"
+    oauth: {{ client_id: {id}, client_secret: {secret}, refresh_token: {refresh} }}
+models: {{ customers: {{ source: warehouse, primary_key: customer_id, table: customers }} }}
+syncs:
+  contacts: {{ model: customers, destination: hubspot, object: contacts, mode: upsert, match_on: {{ email: email }}, mapping: {{ firstname: name }} }}
+",
+            base = fake.base_url(),
+            id = app.client_id,
+            secret = app.client_secret,
+            refresh = app.refresh_token,
+        ),
+    )
+    .unwrap();
+    let token_requests = || fake.requests().iter().filter(|r| r.path == "/oauth/v1/token").count();
+
+    let output = sluice_async(dir.path(), &["sync", "contacts"]).await;
+    assert!(output.status.success(), "{}", text(&output));
+    assert_eq!(token_requests(), 1, "the first run gets a token");
+    let key = std::fs::read_to_string(dir.path().join(".sluice/secret.key")).unwrap();
+    assert_eq!(key.trim().len(), 64);
+    let state = std::fs::read(dir.path().join(".sluice/state.db")).unwrap();
+    let token = fake.current_access_token().unwrap();
+    assert!(!state.windows(token.len()).any(|w| w == token.as_bytes()), "the token is stored sealed");
+
+    warehouse.execute("update customers set name = 'Changed' where customer_id = 1", []).unwrap();
+    let output = sluice_async(dir.path(), &["sync", "contacts"]).await;
+    assert!(output.status.success(), "{}", text(&output));
+    assert_eq!(token_requests(), 1, "the next run reuses the stored token");
+    assert_eq!(fake.find("contacts", "email", "user1@example.com").unwrap().properties["firstname"], "Changed");
+    assert_eq!(fake.invalid_requests(), 0);
+}

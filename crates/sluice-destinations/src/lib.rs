@@ -33,7 +33,16 @@ pub fn supported_types() -> Vec<&'static str> {
 
 /// Builds a destination from its project entry. Pure: no connection is made.
 pub fn build(spec: &ConnectorSpec, project_root: &Path) -> Result<Box<dyn Destination>, ConfigError> {
-    let _ = project_root;
+    build_with(spec, project_root, None)
+}
+
+/// Like [`build`], giving OAuth destinations a place to keep refreshed tokens between runs.
+pub fn build_with(
+    spec: &ConnectorSpec,
+    project_root: &Path,
+    credentials: Option<std::sync::Arc<dyn sluice_core::CredentialStore>>,
+) -> Result<Box<dyn Destination>, ConfigError> {
+    let _ = (project_root, &credentials);
     match spec.kind.as_str() {
         #[cfg(feature = "file")]
         "file" => {
@@ -50,7 +59,10 @@ pub fn build(spec: &ConnectorSpec, project_root: &Path) -> Result<Box<dyn Destin
         #[cfg(feature = "hubspot")]
         "hubspot" => {
             let config: hubspot::HubSpotConfig = spec.decode()?;
-            Ok(Box::new(hubspot::HubSpotDestination::new(config).map_err(|(key, message)| spec.error(key, message))?))
+            Ok(Box::new(
+                hubspot::HubSpotDestination::new(config, credentials)
+                    .map_err(|(key, message)| spec.error(key, message))?,
+            ))
         }
         #[cfg(feature = "postgres")]
         "postgres" => {

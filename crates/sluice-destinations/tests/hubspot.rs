@@ -21,14 +21,14 @@ fn config(fake: &HubSpotFake, auth: serde_json::Value) -> HubSpotConfig {
 }
 
 fn with_token(fake: &HubSpotFake, token: &str) -> HubSpotDestination {
-    HubSpotDestination::new(config(fake, serde_json::json!({ "token": token }))).unwrap()
+    HubSpotDestination::new(config(fake, serde_json::json!({ "token": token })), None).unwrap()
 }
 
 fn with_oauth(fake: &HubSpotFake) -> HubSpotDestination {
     let oauth = serde_json::json!({ "oauth": {
         "client_id": "fake-client-id", "client_secret": "fake-client-secret", "refresh_token": "fake-refresh-token"
     }});
-    HubSpotDestination::new(config(fake, oauth)).unwrap()
+    HubSpotDestination::new(config(fake, oauth), None).unwrap()
 }
 
 fn target(mode: SyncMode, object: Option<&str>, match_field: Option<&str>, fields: &[&str]) -> Target {
@@ -292,7 +292,7 @@ async fn discover_lists_contact_properties_with_email_as_the_match_key() {
 #[tokio::test]
 async fn config_errors_name_the_key_and_accounts_hide_secrets() {
     let decode = |value: serde_json::Value| serde_json::from_value::<HubSpotConfig>(value).unwrap();
-    let key = |value: serde_json::Value| HubSpotDestination::new(decode(value)).err().map(|(key, _)| key);
+    let key = |value: serde_json::Value| HubSpotDestination::new(decode(value), None).err().map(|(key, _)| key);
     assert_eq!(key(serde_json::json!({})), Some("token"));
     assert_eq!(
         key(serde_json::json!({"token": "t", "oauth": {"client_id": "a", "client_secret": "b", "refresh_token": "c"}})),
@@ -303,7 +303,7 @@ async fn config_errors_name_the_key_and_accounts_hide_secrets() {
     assert_eq!(key(serde_json::json!({"token": "t", "max_concurrency": 0})), Some("max_concurrency"));
     assert!(serde_json::from_value::<HubSpotConfig>(serde_json::json!({"token": "t", "tokn": "x"})).is_err());
 
-    let destination = HubSpotDestination::new(decode(serde_json::json!({"token": "pat-na1-secret"}))).unwrap();
+    let destination = HubSpotDestination::new(decode(serde_json::json!({"token": "pat-na1-secret"})), None).unwrap();
     assert!(destination.account_key().starts_with("hubspot https://api.hubapi.com"));
     assert!(!destination.account_key().contains("secret"));
     assert!(destination.accepts_object() && destination.accepts_match_on() && destination.wants_destination_ids());

@@ -73,7 +73,10 @@ fn check_object_name(object: &str) -> Result<(), DestinationError> {
 
 impl HubSpotDestination {
     /// Validates the config and builds the HTTP client; no request is sent.
-    pub fn new(config: HubSpotConfig) -> Result<HubSpotDestination, (&'static str, String)> {
+    pub fn new(
+        config: HubSpotConfig,
+        credentials: Option<std::sync::Arc<dyn sluice_core::CredentialStore>>,
+    ) -> Result<HubSpotDestination, (&'static str, String)> {
         let endpoint = parse_url("endpoint", config.endpoint.as_deref().unwrap_or(config::DEFAULT_ENDPOINT))?;
         let token_url = parse_url("token_url", config.token_url.as_deref().unwrap_or(config::DEFAULT_TOKEN_URL))?;
         let batch_size = config.batch_size.unwrap_or(config::MAX_BATCH_SIZE);
@@ -119,7 +122,7 @@ impl HubSpotDestination {
             (None, Some(oauth)) => {
                 ("oauth", oauth.client_id.as_str()).hash(&mut hasher);
                 let credential = format!("hubspot/{base}/{}", oauth.client_id);
-                Auth::OAuth(Box::new(OAuthTokens::new(token_url.to_string(), oauth, credential, None, http.clone())))
+                Auth::OAuth(Box::new(OAuthTokens::new(token_url.to_string(), oauth, credential, credentials.clone(), http.clone())))
             }
             (Some(_), Some(_)) => return Err(("oauth", "set either `token` or `oauth`, not both".into())),
             (None, None) => {

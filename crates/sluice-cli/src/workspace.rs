@@ -65,6 +65,9 @@ impl Workspace {
                         if sync.match_on.is_some() && !destination.accepts_match_on() {
                             errors.push(unsupported("match_on"));
                         }
+                        if !sync.associations.is_empty() && !destination.accepts_associations() {
+                            errors.push(unsupported("associate"));
+                        }
                     }
                 }
             }
@@ -149,6 +152,7 @@ impl Workspace {
             mapping: sync.mapping.as_deref(),
             object: sync.object.as_deref(),
             match_on: sync.match_on.as_ref().map(|(field, column)| (field.as_str(), column.as_str())),
+            associations: &sync.associations,
             query: &model.query,
             source: parts.source.as_ref(),
             destination: parts.destination.as_ref(),

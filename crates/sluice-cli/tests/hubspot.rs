@@ -140,3 +140,64 @@ syncs:
     assert_eq!(fake.find("contacts", "email", "user1@example.com").unwrap().properties["firstname"], "Changed");
     assert_eq!(fake.invalid_requests(), 0);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn contacts_are_linked_to_their_companies_by_domain() {
+    let fake = HubSpotFake::start(HubSpotOptions::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let warehouse = rusqlite::Connection::open(dir.path().join("warehouse.db")).unwrap();
+    warehouse
+        .execute_batch(
+            "create table companies (domain text primary key, name text);
+             insert into companies values ('acme.io', 'Acme'), ('globex.com', 'Globex');
+             create table people (id integer primary key, email text, first_name text, company_domain text);
+             insert into people values (1, 'ada@acme.io', 'Ada', 'acme.io'), (2, 'bob@globex.com', 'Bob', 'globex.com'),
+                                       (3, 'cy@nowhere.net', 'Cy', 'nowhere.net'), (4, 'di@solo.me', 'Di', null);",
+        )
+        .unwrap();
+    std::fs::write(
+        dir.path().join("sluice.yaml"),
+        format!(
+            "version: 1
+sources: {{ warehouse: {{ type: sqlite, path: warehouse.db }} }}
+destinations:
+  hubspot: {{ type: hubspot, token: {DEFAULT_PRIVATE_APP_TOKEN}, endpoint: \"{}\" }}
+models:
+  companies: {{ source: warehouse, primary_key: domain, table: companies }}
+  people: {{ source: warehouse, primary_key: id, table: people }}
+syncs:
+  companies: {{ model: companies, destination: hubspot, object: companies, mode: upsert, match_on: {{ domain: domain }}, mapping: {{ name: name }} }}
+  contacts:
+    model: people
+    destination: hubspot
+    object: contacts
+    mode: upsert
+    match_on: {{ email: email }}
+    mapping: {{ firstname: first_name }}
+    associate: {{ companies: {{ domain: company_domain }} }}
+",
+            fake.base_url()
+        ),
+    )
+    .unwrap();
+    let output = sluice_async(dir.path(), &["sync", "companies", "contacts"]).await;
+    assert_eq!(output.status.code(), Some(2), "one contact's company does not exist: {}", text(&output));
+
+    let company_id = |domain: &str| fake.find("companies", "domain", domain).unwrap().id;
+    let contact_id = |email: &str| fake.find("contacts", "email", email).unwrap().id;
+    let mut links: Vec<(String, String)> =
+        fake.state().associations.iter().map(|a| (a.from_id.clone(), a.to_id.clone())).collect();
+    links.sort();
+    let mut expected = vec![
+        (contact_id("ada@acme.io"), company_id("acme.io")),
+        (contact_id("bob@globex.com"), company_id("globex.com")),
+    ];
+    expected.sort();
+    assert_eq!(links, expected);
+    assert!(fake.find("contacts", "email", "di@solo.me").is_some(), "a contact without a company is still written");
+
+    let runs = sluice_async(dir.path(), &["runs", "show", "2"]).await;
+    let shown = String::from_utf8_lossy(&runs.stdout).to_string();
+    assert!(shown.contains("no HubSpot companies record has domain = \"nowhere.net\""), "{shown}");
+    assert_eq!(fake.invalid_requests(), 0);
+}

@@ -74,6 +74,9 @@ pub struct SyncSpec {
     /// The destination field that identifies records in the tool, and the model column feeding
     /// it (`match_on: { email: email }`).
     pub match_on: Option<(String, String)>,
+    /// Links to records of other objects: (object, destination field, model column), from
+    /// `associate: { companies: { domain: company_domain } }`.
+    pub associations: Vec<(String, String, String)>,
     /// Keep each request and response of this sync's runs (bodies included) for 7 days.
     pub debug_requests: bool,
     pub file: String,
@@ -128,6 +131,7 @@ struct RawSync {
     mapping: Option<Mapping>,
     object: Option<String>,
     match_on: Option<Mapping>,
+    associate: Option<Mapping>,
     #[serde(default)]
     debug_requests: bool,
     #[allow(dead_code)]
@@ -435,6 +439,23 @@ impl<'a> Builder<'a> {
             }
             pairs.pop()
         });
+        let mut associations = Vec::new();
+        for (object, target) in raw.associate.unwrap_or_default() {
+            let object = key_text(&object);
+            let at = format!("{path}.associate.{object}");
+            let pairs = match target {
+                Value::Mapping(entries) => self.field_pairs(entries, file, &at),
+                _ => Vec::new(),
+            };
+            match pairs.as_slice() {
+                [(field, column)] => associations.push((object, field.clone(), column.clone())),
+                _ => self.errors.push(ConfigError::at(
+                    file,
+                    at,
+                    "expected one `field: model_column` pair naming the other object's unique field, such as `companies: { domain: company_domain }`",
+                )),
+            }
+        }
         if matches!(&raw.object, Some(object) if object.trim().is_empty()) {
             self.errors.push(ConfigError::at(file, format!("{path}.object"), "expected an object name"));
         }
@@ -448,6 +469,7 @@ impl<'a> Builder<'a> {
                 mapping,
                 object: raw.object,
                 match_on,
+                associations,
                 debug_requests: raw.debug_requests,
                 file: file.to_string(),
             },

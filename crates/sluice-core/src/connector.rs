@@ -200,7 +200,29 @@ pub struct Target {
     pub object: Option<String>,
     /// The destination field that identifies records in the tool (`match_on`), if set.
     pub match_field: Option<String>,
+    /// Records of other objects each record is linked to (`associate:`).
+    pub associations: Vec<AssociationTarget>,
 }
+
+/// "Link each record to the `object` record whose `field` equals the value of batch field
+/// `value_field`" (for example contacts → the company with that domain).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AssociationTarget {
+    pub object: String,
+    pub field: String,
+    /// The batch field carrying the value; it is not a property of the record itself.
+    pub value_field: String,
+}
+
+impl AssociationTarget {
+    /// The batch field name that carries the value of an association to `object` by `field`.
+    pub fn value_field_name(object: &str, field: &str) -> String {
+        format!("{ASSOCIATION_FIELD_PREFIX}{object}.{field}")
+    }
+}
+
+/// Batch fields starting with this carry association values, not record properties.
+pub const ASSOCIATION_FIELD_PREFIX: &str = "@associate:";
 
 /// Per-request context passed to [`Destination::write`].
 #[derive(Debug, Clone)]
@@ -304,6 +326,11 @@ pub trait Destination: Send + Sync {
 
     /// Whether syncs may name an `object` of this destination.
     fn accepts_object(&self) -> bool {
+        false
+    }
+
+    /// Whether syncs may link records to other objects (`associate:`).
+    fn accepts_associations(&self) -> bool {
         false
     }
 

@@ -39,6 +39,7 @@ fn target(mode: SyncMode, object: Option<&str>, match_field: Option<&str>, field
         key_field: None,
         object: object.map(String::from),
         match_field: match_field.map(String::from),
+        associations: Vec::new(),
     }
 }
 

@@ -85,6 +85,7 @@ fn target(mode: SyncMode, fields: &[(&str, DataType)], key: &str) -> Target {
         key_field: Some(key.to_string()),
         object: None,
         match_field: None,
+        associations: Vec::new(),
     }
 }
 

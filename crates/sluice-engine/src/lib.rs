@@ -30,6 +30,8 @@ pub struct SyncJob<'a> {
     pub object: Option<&'a str>,
     /// Destination field that identifies records in the tool, and its model column.
     pub match_on: Option<(&'a str, &'a str)>,
+    /// Links to other objects: (object, field of that object, model column).
+    pub associations: &'a [(String, String, String)],
     pub query: &'a ModelQuery,
     pub source: &'a dyn Source,
     pub destination: &'a dyn Destination,

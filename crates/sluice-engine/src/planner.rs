@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use arrow_schema::Schema;
 use futures::StreamExt;
-use sluice_core::{value_at, Change, ChangeOp, FieldSpec, Fingerprint, ScanOptions, SyncMode};
+use sluice_core::{value_at, AssociationTarget, Change, ChangeOp, FieldSpec, Fingerprint, ScanOptions, SyncMode};
 
 use crate::fingerprint::{key_hash, RowHasher};
 use crate::spill::{SpillReader, SpillWriter};
@@ -341,6 +341,18 @@ fn resolve_columns(job: &SyncJob<'_>, schema: &Schema) -> Result<(usize, Vec<(St
         if !columns.iter().any(|(name, _)| name == field) {
             columns.push((field.to_string(), index));
         }
+    }
+    // Association values travel (and are fingerprinted) as fields of their own.
+    for (object, field, model_column) in job.associations {
+        let index = column(model_column).ok_or_else(|| EngineError::Model {
+            model: job.model.to_string(),
+            message: format!(
+                "sync `{}` links to {object} by `{field}` from column `{model_column}`, which the model does not have; its columns are: {}",
+                job.sync,
+                available()
+            ),
+        })?;
+        columns.push((AssociationTarget::value_field_name(object, field), index));
     }
     Ok((key_column, columns))
 }

@@ -2,7 +2,7 @@
 
 use std::time::{Duration, Instant};
 
-use sluice_core::Target;
+use sluice_core::{AssociationTarget, Target};
 use sluice_state::{RunCounts, RunId, RunStatus};
 
 use crate::planner::{plan, PlanCounts};
@@ -80,6 +80,15 @@ async fn execute(
         key_field: plan.key_field.clone(),
         object: job.object.map(str::to_string),
         match_field: job.match_on.map(|(field, _)| field.to_string()),
+        associations: job
+            .associations
+            .iter()
+            .map(|(object, field, _)| AssociationTarget {
+                object: object.clone(),
+                field: field.clone(),
+                value_field: AssociationTarget::value_field_name(object, field),
+            })
+            .collect(),
     };
     job.destination
         .prepare(&target)

@@ -137,6 +137,7 @@ fn job<'a>(
         mapping: None,
         object: None,
         match_on: None,
+        associations: &[],
         query: QUERY.get_or_init(|| ModelQuery::Table("m".into())),
         source,
         destination: tool,

@@ -127,6 +127,7 @@ impl Fixture {
             mapping: None,
             object: None,
             match_on: None,
+            associations: &[],
             query: &self.query,
             source: &self.source,
             destination: &self.destination,

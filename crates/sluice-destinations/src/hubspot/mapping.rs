@@ -1,7 +1,7 @@
 //! Turns changes into HubSpot batch inputs and HubSpot's answers back into per-record outcomes.
 
 use serde_json::{json, Value as Json};
-use sluice_core::{ChangeBatch, DestinationError, Outcome, Value};
+use sluice_core::{ChangeBatch, DestinationError, Outcome, Value, ASSOCIATION_FIELD_PREFIX};
 
 use super::client::{self, Reply};
 
@@ -65,7 +65,7 @@ pub(crate) fn write_inputs(
             .iter()
             .zip(&change.values)
             // The record id is HubSpot's to set; it only ever identifies the record.
-            .filter(|(name, _)| name.as_str() != RECORD_ID)
+            .filter(|(name, _)| name.as_str() != RECORD_ID && !name.starts_with(ASSOCIATION_FIELD_PREFIX))
             .map(|(name, value)| (name.clone(), Json::String(text(value))))
             .collect();
         let mut input = json!({ "properties": properties, "objectWriteTraceId": change.key });

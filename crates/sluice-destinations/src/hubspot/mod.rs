@@ -14,13 +14,24 @@ pub use config::HubSpotConfig;
 use reqwest::Method;
 use serde_json::json;
 use sluice_core::{
-    ChangeBatch, ChangeOp, DeliveryLimits, Destination, DestinationError, FieldDescription, ObjectDescription, Outcome,
-    RequestQuota, SyncMode, Target, WriteContext,
+    AssociationTarget, ChangeBatch, ChangeOp, DeliveryLimits, Destination, DestinationError, FieldDescription,
+    ObjectDescription, Outcome, OutcomeStatus, RequestQuota, SyncMode, Target, WriteContext, ASSOCIATION_FIELD_PREFIX,
 };
 
 use self::client::{Auth, Client};
 use self::mapping::{Property, WriteKind, RECORD_ID};
 use crate::http::auth::OAuthTokens;
+
+/// The singular used in v3 association type names (`contact_to_company`).
+fn singular(object: &str) -> &str {
+    match object {
+        "contacts" => "contact",
+        "companies" => "company",
+        "deals" => "deal",
+        "tickets" => "ticket",
+        other => other,
+    }
+}
 
 /// Objects listed by discovery when none is named.
 const STANDARD_OBJECTS: [&str; 4] = ["contacts", "companies", "deals", "tickets"];
@@ -34,6 +45,7 @@ const NO_RECORD_ID: &str =
 struct Prepared {
     object: String,
     match_field: Option<String>,
+    associations: Vec<AssociationTarget>,
 }
 
 /// Writes changes to one HubSpot account.
@@ -208,6 +220,95 @@ impl HubSpotDestination {
         Ok(outcomes)
     }
 
+    /// Links each record written in this batch to the `association.object` record whose
+    /// unique field holds the record's value. A record whose link fails is rejected (and so
+    /// sent again next run: writing it is idempotent) with the reason.
+    async fn associate(
+        &self,
+        context: &WriteContext,
+        batch: &ChangeBatch,
+        object: &str,
+        association: &AssociationTarget,
+        outcomes: &mut [Option<Outcome>],
+    ) -> Result<(), DestinationError> {
+        let Some(position) = batch.fields.iter().position(|f| *f == association.value_field) else {
+            return Ok(());
+        };
+        let mut wanted: Vec<(usize, String, String)> = Vec::new();
+        for (index, change) in batch.changes.iter().enumerate() {
+            let Some(Some(outcome)) = outcomes.get(index) else { continue };
+            let (Some(from_id), Some(value)) = (&outcome.destination_id, change.values.get(position)) else { continue };
+            let value = mapping::text(value);
+            if outcome.status == OutcomeStatus::Applied && !value.trim().is_empty() {
+                wanted.push((index, from_id.clone(), value));
+            }
+        }
+        if wanted.is_empty() {
+            return Ok(());
+        }
+        // Find the other records' ids by their unique field.
+        let read_path = format!("/crm/v3/objects/{}/batch/read", association.object);
+        let mut values: Vec<&str> = wanted.iter().map(|(_, _, v)| v.as_str()).collect();
+        values.sort_unstable();
+        values.dedup();
+        let body = json!({
+            "idProperty": association.field,
+            "properties": [association.field],
+            "propertiesWithHistory": [],
+            "inputs": values.iter().map(|v| json!({ "id": v })).collect::<Vec<_>>(),
+        })
+        .to_string();
+        let reply = self.client.send(Method::POST, &read_path, Some(&body), context.capture.as_ref()).await?;
+        if !matches!(reply.status, 200 | 207) {
+            return Err(client::failure(&format!("POST {read_path}"), &reply));
+        }
+        let found: HashMap<String, String> = reply
+            .json()
+            .get("results")
+            .and_then(|r| r.as_array())
+            .into_iter()
+            .flatten()
+            .filter_map(|record| {
+                let id = record.get("id")?.as_str()?.to_string();
+                let value = record.pointer(&format!("/properties/{}", association.field))?.as_str()?.to_lowercase();
+                Some((value, id))
+            })
+            .collect();
+        let mut links = Vec::new();
+        for (index, from_id, value) in wanted {
+            match found.get(&value.to_lowercase()) {
+                Some(to_id) => links.push((index, from_id, to_id.clone())),
+                None => {
+                    outcomes[index] = Some(Outcome::rejected(format!(
+                        "written, but not linked: no HubSpot {} record has {} = {value:?}",
+                        association.object, association.field
+                    )))
+                }
+            }
+        }
+        if links.is_empty() {
+            return Ok(());
+        }
+        let kind = format!("{}_to_{}", singular(object), singular(&association.object));
+        let path = format!("/crm/v3/associations/{object}/{}/batch/create", association.object);
+        let inputs: Vec<_> = links
+            .iter()
+            .map(|(_, from, to)| json!({ "from": { "id": from }, "to": { "id": to }, "type": kind }))
+            .collect();
+        let body = json!({ "inputs": inputs }).to_string();
+        let reply = self.client.send(Method::POST, &path, Some(&body), context.capture.as_ref()).await?;
+        if !(200..=299).contains(&reply.status) || reply.status == 207 {
+            let failure = client::failure(&format!("POST {path}"), &reply);
+            if failure.class.is_retryable() || failure.class.stops_run() {
+                return Err(failure);
+            }
+            for (index, _, _) in links {
+                outcomes[index] = Some(Outcome::rejected(format!("written, but not linked: {}", failure.message)));
+            }
+        }
+        Ok(())
+    }
+
     async fn archive(
         &self,
         context: &WriteContext,
@@ -271,6 +372,10 @@ impl Destination for HubSpotDestination {
     }
 
     fn accepts_match_on(&self) -> bool {
+        true
+    }
+
+    fn accepts_associations(&self) -> bool {
         true
     }
 
@@ -342,7 +447,12 @@ impl Destination for HubSpotDestination {
         }
         let properties = self.known_properties(object).await?;
         let find = |name: &str| properties.iter().find(|p| p.name == name);
-        let mut names: Vec<&str> = target.fields.iter().map(|f| f.name.as_str()).collect();
+        let mut names: Vec<&str> = target
+            .fields
+            .iter()
+            .map(|f| f.name.as_str())
+            .filter(|name| !name.starts_with(ASSOCIATION_FIELD_PREFIX))
+            .collect();
         if let Some(field) = target.match_field.as_deref() {
             if !names.contains(&field) {
                 names.push(field);
@@ -378,9 +488,31 @@ impl Destination for HubSpotDestination {
                 )));
             }
         }
+        for association in &target.associations {
+            let other = self.known_properties(&association.object).await?;
+            if !other.iter().any(|p| p.name == association.field && p.can_match_on(&association.object)) {
+                let unique: Vec<String> = other
+                    .iter()
+                    .filter(|p| p.can_match_on(&association.object))
+                    .map(|p| format!("`{}`", p.name))
+                    .collect();
+                return Err(DestinationError::config(format!(
+                    "sync `{}` links {object} to {} by `{}`, which is not a unique property of {}; use one of {}",
+                    target.sync,
+                    association.object,
+                    association.field,
+                    association.object,
+                    unique.join(", ")
+                )));
+            }
+        }
         lock(&self.prepared).insert(
             target.sync.clone(),
-            Prepared { object: object.to_string(), match_field: target.match_field.clone() },
+            Prepared {
+                object: object.to_string(),
+                match_field: target.match_field.clone(),
+                associations: target.associations.clone(),
+            },
         );
         Ok(())
     }
@@ -393,6 +525,7 @@ impl Destination for HubSpotDestination {
             .or_else(|| prepared.as_ref().map(|p| p.object.clone()))
             .ok_or_else(|| DestinationError::config("set `object:` on the sync, e.g. contacts"))?;
         check_object_name(&object)?;
+        let associations = prepared.as_ref().map(|p| p.associations.clone()).unwrap_or_default();
         let match_field = prepared.and_then(|p| p.match_field);
         let kind = match context.mode {
             SyncMode::Insert => WriteKind::Create,
@@ -417,6 +550,9 @@ impl Destination for HubSpotDestination {
             {
                 outcomes[index] = Some(outcome);
             }
+        }
+        for association in &associations {
+            self.associate(context, batch, &object, association, &mut outcomes).await?;
         }
         if !deletes.is_empty() {
             for (index, outcome) in self.archive(context, batch, &object, &deletes).await? {

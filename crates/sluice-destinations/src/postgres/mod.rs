@@ -558,10 +558,21 @@ impl Destination for PostgresDestination {
         }
         let statements = layout.statements(context.mode, &batch.changes, &pending);
         let connection = self.connection(&mut state).await?;
-        let results = match self.apply_batch(connection, &statements, batch, &table.key).await {
+        let applied = match self.apply_batch(connection, &statements, batch, &table.key).await {
+            Ok(results) => Ok(results),
+            Err(Step::Data) => self.apply_isolating(connection, statements, &layout, batch, &table.key).await,
+            Err(Step::Fatal(error)) => Err(error),
+        };
+        let results = match applied {
             Ok(results) => results,
-            Err(Step::Data) => self.apply_isolating(connection, statements, &layout, batch, &table.key).await?,
-            Err(Step::Fatal(error)) => return Err(error),
+            Err(error) => {
+                // The client may not have noticed yet that its connection is gone; never
+                // reuse one that just failed as transient, so the retry reconnects.
+                if error.class == ErrorClass::Transient {
+                    state.connection = None;
+                }
+                return Err(error);
+            }
         };
         for (index, outcome) in results {
             if let Some(slot) = outcomes.get_mut(index) {

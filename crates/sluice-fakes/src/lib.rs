@@ -2,3 +2,4 @@
 
 pub mod hubspot;
 pub mod openapi;
+pub mod salesforce;

@@ -14,6 +14,8 @@ pub mod http;
 pub mod hubspot;
 #[cfg(feature = "postgres")]
 pub mod postgres;
+#[cfg(feature = "salesforce")]
+pub mod salesforce;
 #[cfg(feature = "webhook")]
 pub mod webhook;
 
@@ -26,6 +28,8 @@ pub fn supported_types() -> Vec<&'static str> {
         "hubspot",
         #[cfg(feature = "postgres")]
         "postgres",
+        #[cfg(feature = "salesforce")]
+        "salesforce",
         #[cfg(feature = "webhook")]
         "webhook",
     ]
@@ -68,6 +72,14 @@ pub fn build_with(
         "postgres" => {
             let config: postgres::PostgresDestinationConfig = spec.decode()?;
             Ok(Box::new(postgres::PostgresDestination::new(config).map_err(|(key, message)| spec.error(key, message))?))
+        }
+        #[cfg(feature = "salesforce")]
+        "salesforce" => {
+            let config: salesforce::SalesforceConfig = spec.decode()?;
+            Ok(Box::new(
+                salesforce::SalesforceDestination::new(config, credentials)
+                    .map_err(|(key, message)| spec.error(key, message))?,
+            ))
         }
         other => Err(spec.error(
             "type",

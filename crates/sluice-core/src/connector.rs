@@ -202,6 +202,9 @@ pub struct Target {
     pub match_field: Option<String>,
     /// Records of other objects each record is linked to (`associate:`).
     pub associations: Vec<AssociationTarget>,
+    /// Changes this run will send, so a destination can pick its transport (Salesforce's
+    /// Bulk API for large runs).
+    pub planned_changes: u64,
 }
 
 /// "Link each record to the `object` record whose `field` equals the value of batch field
@@ -301,6 +304,11 @@ pub trait Destination: Send + Sync {
 
     /// Records per request.
     fn batch_size(&self) -> usize;
+
+    /// Records per request for this run; by default [`Destination::batch_size`].
+    fn batch_size_for(&self, _target: &Target) -> usize {
+        self.batch_size()
+    }
 
     /// How failed requests are retried.
     fn retry_policy(&self) -> RetryPolicy {

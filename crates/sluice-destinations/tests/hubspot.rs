@@ -40,6 +40,7 @@ fn target(mode: SyncMode, object: Option<&str>, match_field: Option<&str>, field
         object: object.map(String::from),
         match_field: match_field.map(String::from),
         associations: Vec::new(),
+        planned_changes: 0,
     }
 }
 

@@ -86,6 +86,7 @@ fn target(mode: SyncMode, fields: &[(&str, DataType)], key: &str) -> Target {
         object: None,
         match_field: None,
         associations: Vec::new(),
+        planned_changes: 0,
     }
 }
 

@@ -31,6 +31,7 @@ fn target(mode: SyncMode, match_field: Option<&str>, fields: &[&str]) -> Target 
         object: Some("Contact".into()),
         match_field: match_field.map(String::from),
         associations: Vec::new(),
+        planned_changes: 0,
     }
 }
 

@@ -10,7 +10,7 @@ use futures::stream::FuturesUnordered;
 use futures::StreamExt;
 use sluice_core::{
     CaptureSink, Change, ChangeBatch, ChangeOp, Destination, DestinationError, ErrorClass, Outcome, OutcomeStatus,
-    WriteContext,
+    Target, WriteContext,
 };
 use sluice_state::{CommitBatch, OutcomeRecord, RunCounts, RunId};
 
@@ -41,11 +41,12 @@ struct Sender<'a> {
 pub async fn deliver(
     job: &SyncJob<'_>,
     run_id: RunId,
+    target: &Target,
     plan: &mut Plan,
     progress: &dyn Progress,
 ) -> (RunCounts, Option<EngineError>) {
     let mut totals = RunCounts::default();
-    match deliver_into(job, run_id, plan, progress, &mut totals).await {
+    match deliver_into(job, run_id, target, plan, progress, &mut totals).await {
         Ok(()) => (totals, None),
         Err(error) => (totals, Some(error)),
     }
@@ -54,12 +55,13 @@ pub async fn deliver(
 async fn deliver_into(
     job: &SyncJob<'_>,
     run_id: RunId,
+    target: &Target,
     plan: &mut Plan,
     progress: &dyn Progress,
     totals: &mut RunCounts,
 ) -> Result<(), EngineError> {
     let fields = plan.field_names();
-    let batch_size = job.destination.batch_size().max(1);
+    let batch_size = job.destination.batch_size_for(target).max(1);
     let limits = job.destination.delivery_limits();
     let quotas: Vec<RateLimit> =
         limits.quotas.iter().map(|q| RateLimit { requests: q.requests.max(1), per: q.per }).collect();

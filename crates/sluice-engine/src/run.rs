@@ -89,12 +89,13 @@ async fn execute(
                 value_field: AssociationTarget::value_field_name(object, field),
             })
             .collect(),
+        planned_changes: plan.counts.changes(),
     };
     job.destination
         .prepare(&target)
         .await
         .map_err(|error| failed(EngineError::Destination { destination: job.destination.describe(), error }))?;
-    match crate::driver::deliver(job, run_id, &mut plan, progress).await {
+    match crate::driver::deliver(job, run_id, &target, &mut plan, progress).await {
         (counts, None) => Ok(counts),
         (counts, Some(error)) => Err((counts, error)),
     }

@@ -15,7 +15,7 @@ pub const DEFAULT_BULK_BATCH_SIZE: usize = 10_000;
 /// The largest `bulk_batch_size` accepted (one Bulk API 2.0 job holds at most 150,000,000 records,
 /// but a batch is held in memory).
 pub const MAX_BULK_BATCH_SIZE: usize = 100_000;
-/// Changes per run above which `auto` would use Bulk API 2.0 (see [`Transport::Auto`]).
+/// Changes per run above which `auto` uses Bulk API 2.0 (see [`Transport::Auto`]).
 pub const DEFAULT_BULK_THRESHOLD: usize = 2_000;
 /// Enterprise Edition's base daily API request allocation.
 pub const DEFAULT_REQUESTS_PER_24_HOURS: u32 = 100_000;
@@ -30,9 +30,8 @@ pub const DEFAULT_BULK_TIMEOUT_SECONDS: u64 = 1800;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Transport {
-    /// Bulk API 2.0 for large runs, sObject Collections otherwise. The engine does not tell
-    /// destinations how many changes a run has yet, so today this means collections, with
-    /// batches of more than 200 changes (never produced) going to Bulk API 2.0.
+    /// Bulk API 2.0 for runs of more than `bulk_threshold` changes, sObject Collections
+    /// otherwise.
     #[default]
     Auto,
     /// sObject Collections: 200 records per request, synchronous per-record results.

@@ -40,6 +40,8 @@ const NO_ID: &str = "no Salesforce Id known for this record (it was not created 
 struct Prepared {
     object: String,
     match_field: Option<String>,
+    /// Whether this run is large enough for Bulk API 2.0 (`transport: auto`).
+    large_run: bool,
 }
 
 /// How one change is written.
@@ -249,17 +251,16 @@ impl SalesforceDestination {
         })
     }
 
-    /// Changes per run above which `transport: auto` is meant to use Bulk API 2.0. The engine does
-    /// not pass a run's change count to destinations yet, so `auto` batches for collections today.
+    /// Changes per run above which `transport: auto` uses Bulk API 2.0.
     pub fn bulk_threshold(&self) -> usize {
         self.bulk_threshold
     }
 
-    fn use_bulk(&self, records: usize) -> bool {
+    fn use_bulk(&self, records: usize, large_run: bool) -> bool {
         match self.transport {
             Transport::Bulk => true,
             Transport::Collections => false,
-            Transport::Auto => records > COLLECTION_LIMIT,
+            Transport::Auto => large_run || records > COLLECTION_LIMIT,
         }
     }
 
@@ -393,8 +394,16 @@ impl Destination for SalesforceDestination {
     fn batch_size(&self) -> usize {
         match self.transport {
             Transport::Bulk => self.bulk_batch_size,
-            // `auto` cannot see the run's change count yet, so it batches for collections.
             Transport::Collections | Transport::Auto => COLLECTION_LIMIT,
+        }
+    }
+
+    fn batch_size_for(&self, target: &Target) -> usize {
+        // Large runs go through Bulk API 2.0 ingest jobs; small ones through collections,
+        // which answer at once. `write` picks the transport from the batch's size.
+        match self.transport {
+            Transport::Auto if target.planned_changes > self.bulk_threshold as u64 => self.bulk_batch_size,
+            _ => self.batch_size(),
         }
     }
 
@@ -532,7 +541,11 @@ impl Destination for SalesforceDestination {
         }
         lock(&self.prepared).insert(
             target.sync.clone(),
-            Prepared { object: object.to_string(), match_field: target.match_field.clone() },
+            Prepared {
+                object: object.to_string(),
+                match_field: target.match_field.clone(),
+                large_run: target.planned_changes > self.bulk_threshold as u64,
+            },
         );
         Ok(())
     }
@@ -545,6 +558,7 @@ impl Destination for SalesforceDestination {
             .or_else(|| prepared.as_ref().map(|p| p.object.clone()))
             .ok_or_else(|| DestinationError::config("set `object:` on the sync, e.g. Contact"))?;
         let fields = self.known_fields(&object).await?;
+        let large_run = prepared.as_ref().is_some_and(|p| p.large_run);
         let match_field = prepared.and_then(|p| p.match_field);
         let match_position = match_field.as_deref().and_then(|m| batch.fields.iter().position(|f| f == m));
         let by_external_id = match_field.as_deref().is_some_and(|m| m != ID);
@@ -651,7 +665,7 @@ impl Destination for SalesforceDestination {
         }
 
         for (op, indices, records) in groups {
-            let results = if self.use_bulk(records.len()) {
+            let results = if self.use_bulk(records.len(), large_run) {
                 self.bulk(context, &object, &op, match_field.as_deref(), &records).await?
             } else {
                 self.collections(context, &object, &op, match_field.as_deref(), &records).await?

@@ -63,8 +63,6 @@ async fn deliver_into(
     let fields = plan.field_names();
     let batch_size = job.destination.batch_size_for(target).max(1);
     let limits = job.destination.delivery_limits();
-    let quotas: Vec<RateLimit> =
-        limits.quotas.iter().map(|q| RateLimit { requests: q.requests.max(1), per: q.per }).collect();
     let sender = Sender {
         destination: job.destination,
         context: WriteContext {
@@ -74,7 +72,7 @@ async fn deliver_into(
             object: job.object.map(str::to_string),
             capture: job.debug_requests.then(|| CaptureSink(Default::default())),
         },
-        budget: RateBudget::shared(&job.destination.account_key(), &quotas),
+        budget: account_budget(job.destination),
         concurrency: AdaptiveConcurrency::new(ConcurrencySettings {
             max: limits.max_concurrency.max(1),
             ..ConcurrencySettings::default()
@@ -141,6 +139,17 @@ async fn deliver_into(
         return Err(EngineError::Destination { destination: job.destination.describe(), error });
     }
     Ok(())
+}
+
+/// The request budget of the destination's account, shared by every sync using it.
+pub(crate) fn account_budget(destination: &dyn Destination) -> RateBudget {
+    let quotas: Vec<RateLimit> = destination
+        .delivery_limits()
+        .quotas
+        .iter()
+        .map(|q| RateLimit { requests: q.requests.max(1), per: q.per })
+        .collect();
+    RateBudget::shared(&destination.account_key(), &quotas)
 }
 
 fn read_changes(reader: &mut SpillReader, limit: usize) -> Result<Vec<Change>, EngineError> {

@@ -91,6 +91,8 @@ async fn execute(
             .collect(),
         planned_changes: plan.counts.changes(),
     };
+    // Preparing reads the tool's schema: that request counts against the account's quota too.
+    crate::driver::account_budget(job.destination).until_ready().await;
     job.destination
         .prepare(&target)
         .await

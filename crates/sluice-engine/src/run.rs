@@ -91,14 +91,32 @@ async fn execute(
             .collect(),
         planned_changes: plan.counts.changes(),
     };
-    // Preparing reads the tool's schema: that request counts against the account's quota too.
-    crate::driver::account_budget(job.destination).until_ready().await;
-    job.destination
-        .prepare(&target)
+    prepare_with_retries(job, &target)
         .await
         .map_err(|error| failed(EngineError::Destination { destination: job.destination.describe(), error }))?;
     match crate::driver::deliver(job, run_id, &target, &mut plan, progress).await {
         (counts, None) => Ok(counts),
         (counts, Some(error)) => Err((counts, error)),
+    }
+}
+
+/// Prepares the destination, retrying what the tool says may pass later (429, 5xx, timeouts)
+/// with the destination's retry policy, as deliveries are.
+async fn prepare_with_retries(job: &SyncJob<'_>, target: &Target) -> Result<(), sluice_core::DestinationError> {
+    let policy = job.destination.retry_policy();
+    let budget = crate::driver::account_budget(job.destination);
+    let mut retry = 0;
+    loop {
+        // Preparing reads the tool's schema: that request counts against the account's quota too.
+        budget.until_ready().await;
+        match job.destination.prepare(target).await {
+            Err(error) if error.class.is_retryable() && retry < policy.max_retries => {
+                let wait = policy.backoff(retry, error.retry_after, fastrand::f64());
+                tracing::debug!(?wait, %error, "retrying prepare");
+                tokio::time::sleep(wait).await;
+                retry += 1;
+            }
+            other => return other,
+        }
     }
 }

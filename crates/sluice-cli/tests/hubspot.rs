@@ -201,3 +201,44 @@ syncs:
     assert!(shown.contains("no HubSpot companies record has domain = \"nowhere.net\""), "{shown}");
     assert_eq!(fake.invalid_requests(), 0);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn describe_lists_hubspot_properties_and_validate_suggests_close_names() {
+    let fake = HubSpotFake::start(HubSpotOptions::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    sqlite_warehouse(&dir.path().join("warehouse.db"), 3);
+    let project = |mapping: &str| {
+        format!(
+            "version: 1
+sources: {{ warehouse: {{ type: sqlite, path: warehouse.db }} }}
+destinations: {{ hubspot: {{ type: hubspot, token: {DEFAULT_PRIVATE_APP_TOKEN}, endpoint: \"{}\" }} }}
+models: {{ customers: {{ source: warehouse, primary_key: customer_id, table: customers }} }}
+syncs:
+  contacts: {{ model: customers, destination: hubspot, object: contacts, mode: upsert, match_on: {{ email: email }}, mapping: {{ {mapping} }} }}
+",
+            fake.base_url()
+        )
+    };
+    std::fs::write(dir.path().join("sluice.yaml"), project("first_name: name")).unwrap();
+    let described = sluice_async(dir.path(), &["destinations", "describe", "hubspot", "contacts"]).await;
+    let shown = String::from_utf8_lossy(&described.stdout).to_string();
+    assert!(described.status.success(), "{}", text(&described));
+    let email = shown.lines().find(|l| l.starts_with("email")).unwrap_or_else(|| panic!("{shown}"));
+    assert!(email.contains("yes"), "email is a match key: {shown}");
+    // The listing of all objects is what validate caches.
+    let described = sluice_async(dir.path(), &["destinations", "describe", "hubspot"]).await;
+    assert!(String::from_utf8_lossy(&described.stdout).contains("companies"), "{}", text(&described));
+
+    let validated = sluice_async(dir.path(), &["validate"]).await;
+    assert_eq!(validated.status.code(), Some(1), "{}", text(&validated));
+    let stderr = String::from_utf8_lossy(&validated.stderr);
+    assert!(
+        stderr.contains(
+            "syncs.contacts.mapping.first_name: contacts has no field `first_name`: did you mean `firstname`?"
+        ),
+        "{stderr}"
+    );
+    std::fs::write(dir.path().join("sluice.yaml"), project("firstname: name")).unwrap();
+    let validated = sluice_async(dir.path(), &["validate"]).await;
+    assert!(validated.status.success(), "{}", text(&validated));
+}

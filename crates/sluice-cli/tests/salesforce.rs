@@ -91,3 +91,23 @@ async fn rejected_contacts_show_salesforces_message_and_are_retried() {
     assert_eq!(fake.records("Contact").len(), 5);
     assert_eq!(fake.invalid_requests(), 0);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn describe_lists_salesforce_fields_and_validate_suggests_close_names() {
+    let fake = SalesforceFake::start(SalesforceOptions::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    sqlite_warehouse(&dir.path().join("warehouse.db"), 3);
+    project(dir.path(), &fake, "");
+    let described = sluice_async(dir.path(), &["destinations", "describe", "salesforce"]).await;
+    assert!(described.status.success(), "{}", text(&described));
+    let shown = String::from_utf8_lossy(&described.stdout).to_string();
+    let external = shown.lines().find(|l| l.starts_with("Customer_Id__c")).unwrap_or_else(|| panic!("{shown}"));
+    assert!(external.contains("yes"), "the external id is a match key: {shown}");
+
+    let yaml = std::fs::read_to_string(dir.path().join("sluice.yaml")).unwrap();
+    std::fs::write(dir.path().join("sluice.yaml"), yaml.replace("LastName: name", "Lastname: name")).unwrap();
+    let validated = sluice_async(dir.path(), &["validate"]).await;
+    assert_eq!(validated.status.code(), Some(1), "{}", text(&validated));
+    let stderr = String::from_utf8_lossy(&validated.stderr);
+    assert!(stderr.contains("mapping.Lastname: Contact has no field `Lastname`: did you mean `LastName`?"), "{stderr}");
+}

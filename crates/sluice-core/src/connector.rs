@@ -237,6 +237,26 @@ pub struct WriteContext {
     pub object: Option<String>,
     /// Where to record each request and response, when the run debugs requests.
     pub capture: Option<CaptureSink>,
+    /// Where to report the tool's rate-limit headers, so every sync of the account slows down.
+    pub rate: Option<RateFeedback>,
+}
+
+/// Receives a tool's rate-limit headers: requests remaining in the current window and when
+/// the window resets. With none remaining, every sync of the account waits for the reset.
+#[derive(Clone)]
+pub struct RateFeedback(pub std::sync::Arc<dyn Fn(u64, Duration) + Send + Sync>);
+
+impl RateFeedback {
+    /// Reports `remaining` requests until the window resets in `resets_in`.
+    pub fn report(&self, remaining: u64, resets_in: Duration) {
+        (self.0)(remaining, resets_in)
+    }
+}
+
+impl fmt::Debug for RateFeedback {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("RateFeedback")
+    }
 }
 
 /// One request and its response, kept for debugging (`--debug-requests`).

@@ -7,8 +7,8 @@ pub mod value;
 pub use change::{Change, ChangeBatch, ChangeOp, ErrorClass, Fingerprint, Outcome, OutcomeStatus, SyncMode};
 pub use connector::{
     open_records_object, AssociationTarget, CaptureSink, CredentialStore, DeliveryLimits, Destination,
-    DestinationError, FieldDescription, FieldSpec, ModelQuery, ObjectDescription, RecordBatchStream, RequestCapture,
-    RequestQuota, RetryPolicy, ScanOptions, Source, SourceError, Target, WriteContext, ASSOCIATION_FIELD_PREFIX,
-    MAX_CAPTURED_BODY,
+    DestinationError, FieldDescription, FieldSpec, ModelQuery, ObjectDescription, RateFeedback, RecordBatchStream,
+    RequestCapture, RequestQuota, RetryPolicy, ScanOptions, Source, SourceError, Target, WriteContext,
+    ASSOCIATION_FIELD_PREFIX, MAX_CAPTURED_BODY,
 };
 pub use value::{value_at, LogicalType, Value, LOGICAL_TYPE_KEY};

@@ -45,7 +45,14 @@ fn target(mode: SyncMode, object: Option<&str>, match_field: Option<&str>, field
 }
 
 fn context(mode: SyncMode) -> WriteContext {
-    WriteContext { sync: "contacts_to_hubspot".into(), run_id: 1, mode, object: Some("contacts".into()), capture: None }
+    WriteContext {
+        sync: "contacts_to_hubspot".into(),
+        run_id: 1,
+        mode,
+        object: Some("contacts".into()),
+        capture: None,
+        rate: None,
+    }
 }
 
 fn change(op: ChangeOp, key: &str, values: &[Value]) -> Change {
@@ -311,4 +318,23 @@ async fn config_errors_name_the_key_and_accounts_hide_secrets() {
     assert!(destination.accepts_object() && destination.accepts_match_on() && destination.wants_destination_ids());
     assert_eq!(destination.batch_size(), 100);
     assert_eq!(destination.delivery_limits().max_concurrency, 4);
+}
+
+#[tokio::test]
+async fn rate_limit_headers_are_reported_so_the_account_budget_can_slow_down() {
+    let fake = HubSpotFake::start(HubSpotOptions::default()).await;
+    let destination = prepared(&fake, SyncMode::Upsert).await;
+    let seen: std::sync::Arc<std::sync::Mutex<Vec<(u64, Duration)>>> = Default::default();
+    let mut context = context(SyncMode::Upsert);
+    context.rate = Some(sluice_core::RateFeedback(std::sync::Arc::new({
+        let seen = seen.clone();
+        move |remaining, resets_in| seen.lock().unwrap().push((remaining, resets_in))
+    })));
+    let write = batch(vec![person(ChangeOp::Insert, "1", "ada@example.com", "Ada", Value::Int(1))]);
+    destination.write(&context, &write).await.unwrap();
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    let (remaining, resets_in) = seen[0];
+    assert!(remaining < 190, "the fake counts this request: {remaining}");
+    assert_eq!(resets_in, Duration::from_secs(10));
 }

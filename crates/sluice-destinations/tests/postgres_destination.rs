@@ -91,7 +91,7 @@ fn target(mode: SyncMode, fields: &[(&str, DataType)], key: &str) -> Target {
 }
 
 fn context(mode: SyncMode) -> WriteContext {
-    WriteContext { sync: "contacts".to_string(), run_id: 1, mode, object: None, capture: None }
+    WriteContext { sync: "contacts".to_string(), run_id: 1, mode, object: None, capture: None, rate: None }
 }
 
 fn batch(fields: &[&str], changes: Vec<Change>) -> ChangeBatch {

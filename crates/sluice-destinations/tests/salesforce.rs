@@ -36,7 +36,14 @@ fn target(mode: SyncMode, match_field: Option<&str>, fields: &[&str]) -> Target 
 }
 
 fn context(mode: SyncMode) -> WriteContext {
-    WriteContext { sync: "contacts_to_sf".into(), run_id: 1, mode, object: Some("Contact".into()), capture: None }
+    WriteContext {
+        sync: "contacts_to_sf".into(),
+        run_id: 1,
+        mode,
+        object: Some("Contact".into()),
+        capture: None,
+        rate: None,
+    }
 }
 
 fn person(op: ChangeOp, key: &str, last: Option<&str>, email: &str, ltv: Value) -> Change {

@@ -10,7 +10,7 @@ use futures::stream::FuturesUnordered;
 use futures::StreamExt;
 use sluice_core::{
     CaptureSink, Change, ChangeBatch, ChangeOp, Destination, DestinationError, ErrorClass, Outcome, OutcomeStatus,
-    Target, WriteContext,
+    RateFeedback, Target, WriteContext,
 };
 use sluice_state::{CommitBatch, OutcomeRecord, RunCounts, RunId};
 
@@ -63,6 +63,7 @@ async fn deliver_into(
     let fields = plan.field_names();
     let batch_size = job.destination.batch_size_for(target).max(1);
     let limits = job.destination.delivery_limits();
+    let budget = account_budget(job.destination);
     let sender = Sender {
         destination: job.destination,
         context: WriteContext {
@@ -71,8 +72,12 @@ async fn deliver_into(
             mode: job.mode,
             object: job.object.map(str::to_string),
             capture: job.debug_requests.then(|| CaptureSink(Default::default())),
+            rate: Some(RateFeedback(std::sync::Arc::new({
+                let budget = budget.clone();
+                move |remaining, resets_in| budget.observe_remaining(remaining, resets_in)
+            }))),
         },
-        budget: account_budget(job.destination),
+        budget: budget.clone(),
         concurrency: AdaptiveConcurrency::new(ConcurrencySettings {
             max: limits.max_concurrency.max(1),
             ..ConcurrencySettings::default()

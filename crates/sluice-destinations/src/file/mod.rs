@@ -162,7 +162,7 @@ mod tests {
     }
 
     fn context() -> WriteContext {
-        WriteContext { sync: "s".into(), run_id: 1, mode: SyncMode::Mirror, object: None, capture: None }
+        WriteContext { sync: "s".into(), run_id: 1, mode: SyncMode::Mirror, object: None, capture: None, rate: None }
     }
 
     #[tokio::test]

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 use reqwest::header::{HeaderMap, RETRY_AFTER};
 use reqwest::Method;
 use serde_json::Value as Json;
-use sluice_core::{CaptureSink, DestinationError, ErrorClass, RequestCapture};
+use sluice_core::{CaptureSink, DestinationError, ErrorClass, RequestCapture, WriteContext};
 
 use crate::http::auth::OAuthTokens;
 
@@ -65,14 +65,25 @@ impl Client {
         method: Method,
         path: &str,
         body: Option<&str>,
-        capture: Option<&CaptureSink>,
+        context: Option<&WriteContext>,
     ) -> Result<Reply, DestinationError> {
+        let capture = context.and_then(|c| c.capture.as_ref());
         let mut token = self.bearer().await?;
         let mut reply = self.send_once(method.clone(), path, body, &token, capture).await?;
         if reply.status == 401 {
             if let Auth::OAuth(tokens) = &self.auth {
                 token = tokens.refresh_after_rejection(&token).await?.access_token;
                 reply = self.send_once(method, path, body, &token, capture).await?;
+            }
+        }
+        if let Some(rate) = context.and_then(|c| c.rate.as_ref()) {
+            // HubSpot says how many requests its rolling window still allows; when none are
+            // left, every sync of the account waits for the window to pass.
+            let number = |name: &str| reply.headers.get(name)?.to_str().ok()?.trim().parse::<u64>().ok();
+            if let (Some(remaining), Some(interval)) =
+                (number("x-hubspot-ratelimit-remaining"), number("x-hubspot-ratelimit-interval-milliseconds"))
+            {
+                rate.report(remaining, std::time::Duration::from_millis(interval));
             }
         }
         Ok(reply)

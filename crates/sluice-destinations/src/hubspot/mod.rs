@@ -215,7 +215,7 @@ impl HubSpotDestination {
         }
         let path = format!("/crm/v3/objects/{object}/batch/{}", kind.endpoint());
         let body = json!({ "inputs": inputs }).to_string();
-        let reply = self.client.send(Method::POST, &path, Some(&body), context.capture.as_ref()).await?;
+        let reply = self.client.send(Method::POST, &path, Some(&body), Some(context)).await?;
         outcomes.extend(mapping::write_outcomes(&format!("POST {path}"), &reply, &sent, match_field)?);
         Ok(outcomes)
     }
@@ -258,7 +258,7 @@ impl HubSpotDestination {
             "inputs": values.iter().map(|v| json!({ "id": v })).collect::<Vec<_>>(),
         })
         .to_string();
-        let reply = self.client.send(Method::POST, &read_path, Some(&body), context.capture.as_ref()).await?;
+        let reply = self.client.send(Method::POST, &read_path, Some(&body), Some(context)).await?;
         if !matches!(reply.status, 200 | 207) {
             return Err(client::failure(&format!("POST {read_path}"), &reply));
         }
@@ -296,7 +296,7 @@ impl HubSpotDestination {
             .map(|(_, from, to)| json!({ "from": { "id": from }, "to": { "id": to }, "type": kind }))
             .collect();
         let body = json!({ "inputs": inputs }).to_string();
-        let reply = self.client.send(Method::POST, &path, Some(&body), context.capture.as_ref()).await?;
+        let reply = self.client.send(Method::POST, &path, Some(&body), Some(context)).await?;
         if !(200..=299).contains(&reply.status) || reply.status == 207 {
             let failure = client::failure(&format!("POST {path}"), &reply);
             if failure.class.is_retryable() || failure.class.stops_run() {
@@ -330,7 +330,7 @@ impl HubSpotDestination {
         let path = format!("/crm/v3/objects/{object}/batch/archive");
         let inputs: Vec<_> = ids.iter().map(|(_, id)| json!({ "id": id })).collect();
         let body = json!({ "inputs": inputs }).to_string();
-        let reply = self.client.send(Method::POST, &path, Some(&body), context.capture.as_ref()).await?;
+        let reply = self.client.send(Method::POST, &path, Some(&body), Some(context)).await?;
         if !(200..=299).contains(&reply.status) {
             return Err(client::failure(&format!("POST {path}"), &reply));
         }

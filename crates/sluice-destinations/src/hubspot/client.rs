@@ -77,13 +77,16 @@ impl Client {
             }
         }
         if let Some(rate) = context.and_then(|c| c.rate.as_ref()) {
-            // HubSpot says how many requests its rolling window still allows; when none are
-            // left, every sync of the account waits for the window to pass.
+            // HubSpot says how many requests its rolling window still allows. The window rolls,
+            // so when none are left a slot frees after about interval / max, not a whole
+            // interval: every sync of the account waits that long.
             let number = |name: &str| reply.headers.get(name)?.to_str().ok()?.trim().parse::<u64>().ok();
-            if let (Some(remaining), Some(interval)) =
-                (number("x-hubspot-ratelimit-remaining"), number("x-hubspot-ratelimit-interval-milliseconds"))
-            {
-                rate.report(remaining, std::time::Duration::from_millis(interval));
+            if let (Some(remaining), Some(interval), Some(max)) = (
+                number("x-hubspot-ratelimit-remaining"),
+                number("x-hubspot-ratelimit-interval-milliseconds"),
+                number("x-hubspot-ratelimit-max"),
+            ) {
+                rate.report(remaining, std::time::Duration::from_millis(interval / max.max(1)));
             }
         }
         Ok(reply)

@@ -1,5 +1,6 @@
 //! `sluice destinations describe`, its cache, and the offline mapping check in `validate`.
 
+use sluice_core::names::edit_distance;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
@@ -150,20 +151,6 @@ fn suggestion(wanted: &str, names: &[&str]) -> String {
     }
 }
 
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut previous: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut current = vec![i + 1];
-        for (j, cb) in b.iter().enumerate() {
-            let cost = usize::from(ca != *cb);
-            current.push((previous[j] + cost).min(previous[j + 1] + 1).min(current[j] + 1));
-        }
-        previous = current;
-    }
-    previous[b.len()]
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -174,6 +161,5 @@ mod tests {
         assert_eq!(suggestion("emial", &names), ": did you mean `email`?");
         assert_eq!(suggestion("first_name", &names), ": did you mean `firstname`?");
         assert_eq!(suggestion("zzzzzz", &names), "");
-        assert_eq!(edit_distance("kitten", "sitting"), 3);
     }
 }

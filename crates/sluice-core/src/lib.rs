@@ -2,6 +2,7 @@
 
 pub mod change;
 pub mod connector;
+pub mod names;
 pub mod value;
 
 pub use change::{Change, ChangeBatch, ChangeOp, ErrorClass, Fingerprint, Outcome, OutcomeStatus, SyncMode};

@@ -1,3 +1,4 @@
 //! Pieces shared by HTTP destinations.
 
 pub mod auth;
+pub mod exchange;

@@ -1,13 +1,14 @@
 //! HubSpot HTTP client: bearer auth (private app or refreshed OAuth), captures and error classes.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use reqwest::header::{HeaderMap, RETRY_AFTER};
 use reqwest::Method;
 use serde_json::Value as Json;
-use sluice_core::{CaptureSink, DestinationError, ErrorClass, RequestCapture, WriteContext};
+use sluice_core::{CaptureSink, DestinationError, ErrorClass, WriteContext};
 
 use crate::http::auth::OAuthTokens;
+use crate::http::exchange::exchange;
 
 /// Longest error text kept from a response body.
 const MAX_MESSAGE: usize = 1000;
@@ -20,19 +21,7 @@ pub(crate) enum Auth {
     OAuth(Box<OAuthTokens>),
 }
 
-/// A response read in full.
-pub(crate) struct Reply {
-    pub(crate) status: u16,
-    pub(crate) headers: HeaderMap,
-    pub(crate) body: String,
-}
-
-impl Reply {
-    /// The body as JSON, or `Null` when it is not JSON (HubSpot's edge answers some errors in HTML).
-    pub(crate) fn json(&self) -> Json {
-        serde_json::from_str(&self.body).unwrap_or(Json::Null)
-    }
-}
+pub(crate) use crate::http::exchange::Reply;
 
 /// Sends requests to one HubSpot account.
 pub(crate) struct Client {
@@ -101,57 +90,12 @@ impl Client {
         capture: Option<&CaptureSink>,
     ) -> Result<Reply, DestinationError> {
         let url = format!("{}{path}", self.base_text());
-        let started = Instant::now();
-        let record = |status: Option<u16>, response: &str| {
-            if let Some(sink) = capture {
-                // The bearer token travels in a header, which captures never keep.
-                sink.record(RequestCapture {
-                    method: method.to_string(),
-                    url: url.clone(),
-                    status,
-                    request_body: RequestCapture::clip(body.unwrap_or("")),
-                    response_body: RequestCapture::clip(response),
-                    duration_ms: started.elapsed().as_millis() as u64,
-                });
-            }
-        };
         let mut request = self.http.request(method.clone(), &url).bearer_auth(token);
         if let Some(body) = body {
             request = request.header(reqwest::header::CONTENT_TYPE, "application/json").body(body.to_string());
         }
-        let response = match request.send().await {
-            Ok(response) => response,
-            Err(error) => {
-                let error = transport_error(&method, &url, error);
-                record(None, &error.message);
-                return Err(error);
-            }
-        };
-        let status = response.status().as_u16();
-        let headers = response.headers().clone();
-        let text = match response.text().await {
-            Ok(text) => text,
-            Err(error) => {
-                let error = transport_error(&method, &url, error);
-                record(Some(status), &error.message);
-                return Err(error);
-            }
-        };
-        record(Some(status), &text);
-        Ok(Reply { status, headers, body: text })
+        exchange("HubSpot", &method, &url, request, body.unwrap_or(""), capture).await
     }
-}
-
-fn transport_error(method: &Method, url: &str, error: reqwest::Error) -> DestinationError {
-    let mut cause = error.to_string();
-    let mut source = std::error::Error::source(&error);
-    while let Some(inner) = source {
-        cause.push_str(": ");
-        cause.push_str(&inner.to_string());
-        source = inner.source();
-    }
-    let what = if error.is_timeout() { "timed out" } else { "failed" };
-    DestinationError::transient(format!("HubSpot {method} {url} {what}: {cause}"))
 }
 
 /// HubSpot's `message` field, or the start of the body.

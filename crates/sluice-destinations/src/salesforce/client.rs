@@ -1,14 +1,15 @@
 //! Salesforce HTTP client: OAuth access tokens with their instance URL, captures and error classes.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use reqwest::header::{HeaderMap, RETRY_AFTER};
 use reqwest::Method;
 use serde_json::Value as Json;
-use sluice_core::{CaptureSink, DestinationError, ErrorClass, RequestCapture};
+use sluice_core::{CaptureSink, DestinationError, ErrorClass};
 
 use super::jwt::JwtTokens;
 use crate::http::auth::{AccessToken, OAuthTokens};
+use crate::http::exchange::exchange;
 
 /// Longest error text kept from a response body.
 const MAX_MESSAGE: usize = 1000;
@@ -54,23 +55,7 @@ impl Body<'_> {
     }
 }
 
-/// A response read in full.
-pub(crate) struct Reply {
-    pub(crate) status: u16,
-    pub(crate) headers: HeaderMap,
-    pub(crate) body: String,
-}
-
-impl Reply {
-    /// The body as JSON, or `Null` when it is not JSON.
-    pub(crate) fn json(&self) -> Json {
-        serde_json::from_str(&self.body).unwrap_or(Json::Null)
-    }
-
-    pub(crate) fn is_success(&self) -> bool {
-        (200..=299).contains(&self.status)
-    }
-}
+pub(crate) use crate::http::exchange::Reply;
 
 /// Sends requests to one Salesforce org.
 pub(crate) struct Client {
@@ -119,21 +104,6 @@ impl Client {
         capture: Option<&CaptureSink>,
     ) -> Result<Reply, DestinationError> {
         let url = format!("{}{}{path}", self.instance(token), self.data_path);
-        let started = Instant::now();
-        let record = |status: Option<u16>, response: &str| {
-            if let Some(sink) = capture {
-                // The bearer token travels in a header, which captures never keep; the query
-                // string (ids to delete) is left out as the capture contract asks.
-                sink.record(RequestCapture {
-                    method: method.to_string(),
-                    url: url.split('?').next().unwrap_or_default().to_string(),
-                    status,
-                    request_body: RequestCapture::clip(body.text()),
-                    response_body: RequestCapture::clip(response),
-                    duration_ms: started.elapsed().as_millis() as u64,
-                });
-            }
-        };
         let mut request = self
             .http
             .request(method.clone(), &url)
@@ -148,40 +118,8 @@ impl Client {
                 request = request.header(reqwest::header::CONTENT_TYPE, "text/csv").body(text.to_string())
             }
         }
-        let response = match request.send().await {
-            Ok(response) => response,
-            Err(error) => {
-                let error = transport_error(&method, &url, error);
-                record(None, &error.message);
-                return Err(error);
-            }
-        };
-        let status = response.status().as_u16();
-        let headers = response.headers().clone();
-        let text = match response.text().await {
-            Ok(text) => text,
-            Err(error) => {
-                let error = transport_error(&method, &url, error);
-                record(Some(status), &error.message);
-                return Err(error);
-            }
-        };
-        record(Some(status), &text);
-        Ok(Reply { status, headers, body: text })
+        exchange("Salesforce", &method, &url, request, body.text(), capture).await
     }
-}
-
-fn transport_error(method: &Method, url: &str, error: reqwest::Error) -> DestinationError {
-    let mut cause = error.to_string();
-    let mut source = std::error::Error::source(&error);
-    while let Some(inner) = source {
-        cause.push_str(": ");
-        cause.push_str(&inner.to_string());
-        source = inner.source();
-    }
-    let url = url.split('?').next().unwrap_or_default();
-    let what = if error.is_timeout() { "timed out" } else { "failed" };
-    DestinationError::transient(format!("Salesforce {method} {url} {what}: {cause}"))
 }
 
 /// Salesforce's error codes and messages (`[{"errorCode","message"}]`), or the start of the body.

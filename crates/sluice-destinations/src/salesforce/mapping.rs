@@ -2,6 +2,7 @@
 
 use chrono::{DateTime, NaiveDate, NaiveDateTime};
 use serde_json::{Map, Value as Json};
+use sluice_core::names::edit_distance;
 use sluice_core::Value;
 
 /// One field of an sObject, from `GET /sobjects/{SObject}/describe`.
@@ -181,20 +182,6 @@ pub(crate) fn close_names<'a>(name: &str, fields: &'a [Field]) -> Vec<&'a str> {
         .collect();
     close.sort();
     close.into_iter().take(3).map(|(_, n)| n).collect()
-}
-
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut previous: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut current = vec![i + 1];
-        for (j, cb) in b.iter().enumerate() {
-            let cost = usize::from(ca != *cb);
-            current.push((previous[j] + cost).min(previous[j + 1] + 1).min(current[j] + 1));
-        }
-        previous = current;
-    }
-    previous[b.len()]
 }
 
 /// One record's result, from a collections answer or a Bulk API 2.0 results file.

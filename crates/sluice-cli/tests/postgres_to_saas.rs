@@ -84,8 +84,12 @@ syncs:
     assert_eq!((code, counts(&report)), (0, (0, 0, 0, 0)), "{report}");
 }
 
+fn bulk_jobs(fake: &SalesforceFake) -> usize {
+    fake.requests().iter().filter(|r| r.method == "POST" && r.path.ends_with("/jobs/ingest")).count()
+}
+
 #[tokio::test(flavor = "multi_thread")]
-async fn postgres_to_salesforce_contacts_upserts_on_an_external_id() {
+async fn postgres_to_salesforce_contacts_upserts_on_an_external_id_through_both_transports() {
     let Some(client) = postgres().await else { return };
     let schema = Schema::create(&client, "sluice_to_salesforce").await;
     client.batch_execute(&format!("set search_path = {}; {SEED}", schema.name)).await.unwrap();
@@ -101,6 +105,7 @@ destinations:
   salesforce:
     type: salesforce
     endpoint: \"{}\"
+    bulk_threshold: 100
     oauth: {{ client_id: {}, client_secret: {}, refresh_token: {} }}
 models: {{ customers: {{ source: warehouse, primary_key: customer_id, sql: select * from {}.customers }} }}
 syncs:
@@ -123,6 +128,7 @@ syncs:
     let (code, report) = sync(dir.path(), &schema.url(), "contacts_to_sf").await;
     assert_eq!((code, counts(&report)), (0, (250, 0, 0, 0)), "{report}");
     assert_eq!(fake.records("Contact").len(), 250);
+    assert_eq!(bulk_jobs(&fake), 1, "250 changes, above the threshold of 100: Bulk API 2.0");
     let contact = fake.find("Contact", "Customer_Id__c", "42").unwrap();
     assert_eq!(contact.fields["LastName"], "Last42");
 
@@ -136,6 +142,7 @@ syncs:
     let (code, report) = sync(dir.path(), &schema.url(), "contacts_to_sf").await;
     assert_eq!((code, counts(&report)), (0, (0, 3, 1, 0)), "{report}");
     assert_eq!(fake.records("Contact").len(), 249);
+    assert_eq!(bulk_jobs(&fake), 1, "4 changes: sObject Collections");
     assert_eq!(fake.find("Contact", "Customer_Id__c", "2").unwrap().fields["LastName"], "Moved");
     assert_eq!(fake.invalid_requests(), 0);
 }

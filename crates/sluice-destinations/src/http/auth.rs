@@ -117,17 +117,9 @@ impl OAuthTokens {
             .append_pair("client_secret", &self.config.client_secret)
             .append_pair("refresh_token", &self.config.refresh_token)
             .finish();
-        let response = self
-            .client
-            .post(&self.token_url)
-            .header(reqwest::header::CONTENT_TYPE, "application/x-www-form-urlencoded")
-            .header(reqwest::header::ACCEPT, "application/json")
-            .body(body)
-            .send()
+        let (status, text) = post_token_form(&self.client, &self.token_url, body)
             .await
-            .map_err(|e| self.error(ErrorClass::Transient, format!("token request failed: {e}")))?;
-        let status = response.status();
-        let text = response.text().await.map_err(|e| self.error(ErrorClass::Transient, e.to_string()))?;
+            .map_err(|e| self.error(ErrorClass::Transient, e))?;
         if status.is_server_error() || status.as_u16() == 429 {
             return Err(self.error(ErrorClass::Transient, format!("HTTP {}: {}", status.as_u16(), reason(&text))));
         }
@@ -161,6 +153,26 @@ impl OAuthTokens {
     fn error(&self, class: ErrorClass, message: impl std::fmt::Display) -> DestinationError {
         DestinationError::new(class, format!("OAuth token endpoint {}: {message}", self.token_url))
     }
+}
+
+/// POSTs a form-encoded token request and returns the status and body; a transport failure
+/// comes back as its text, for the caller to classify as transient.
+pub(crate) async fn post_token_form(
+    client: &reqwest::Client,
+    token_url: &str,
+    body: String,
+) -> Result<(reqwest::StatusCode, String), String> {
+    let response = client
+        .post(token_url)
+        .header(reqwest::header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .header(reqwest::header::ACCEPT, "application/json")
+        .body(body)
+        .send()
+        .await
+        .map_err(|e| format!("token request failed: {e}"))?;
+    let status = response.status();
+    let text = response.text().await.map_err(|e| e.to_string())?;
+    Ok((status, text))
 }
 
 /// The most useful part of an OAuth error body (`error_description`, `message` or `error`).

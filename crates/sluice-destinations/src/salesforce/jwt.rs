@@ -119,17 +119,9 @@ impl JwtTokens {
             .append_pair("grant_type", "urn:ietf:params:oauth:grant-type:jwt-bearer")
             .append_pair("assertion", &self.assertion()?)
             .finish();
-        let response = self
-            .client
-            .post(&self.token_url)
-            .header(reqwest::header::CONTENT_TYPE, "application/x-www-form-urlencoded")
-            .header(reqwest::header::ACCEPT, "application/json")
-            .body(body)
-            .send()
+        let (status, text) = crate::http::auth::post_token_form(&self.client, &self.token_url, body)
             .await
-            .map_err(|e| self.error(ErrorClass::Transient, format!("token request failed: {e}")))?;
-        let status = response.status();
-        let text = response.text().await.map_err(|e| self.error(ErrorClass::Transient, e.to_string()))?;
+            .map_err(|e| self.error(ErrorClass::Transient, e))?;
         let parsed: Json = serde_json::from_str(&text).unwrap_or(Json::Null);
         let field = |name: &str| parsed.get(name).and_then(Json::as_str).map(str::to_string);
         if status.is_server_error() || status.as_u16() == 429 {

@@ -37,6 +37,9 @@ pub enum SyncMode {
     Upsert,
     /// Create, update and delete, so the destination mirrors the model.
     Mirror,
+    /// Audience membership: add members who enter, remove members who leave, so a list in the
+    /// tool (an ad platform's audience) tracks the audience exactly. Planned like `mirror`.
+    Audience,
 }
 
 impl SyncMode {
@@ -47,7 +50,13 @@ impl SyncMode {
             SyncMode::Update => "update",
             SyncMode::Upsert => "upsert",
             SyncMode::Mirror => "mirror",
+            SyncMode::Audience => "audience",
         }
+    }
+
+    /// Whether records that left the model are deleted (removed) from the destination.
+    pub fn removes_leavers(self) -> bool {
+        matches!(self, SyncMode::Mirror | SyncMode::Audience)
     }
 }
 

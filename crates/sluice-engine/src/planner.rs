@@ -230,7 +230,7 @@ pub async fn plan(
     problems.check(job)?;
 
     let unseen = index.entries.len() as u64 - index.seen_count;
-    if job.mode == SyncMode::Mirror && unseen > 0 {
+    if job.mode.removes_leavers() && unseen > 0 {
         let mut failure = None;
         job.store
             .scan_snapshot(job.sync, &mut |key, _| {

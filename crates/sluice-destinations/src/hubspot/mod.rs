@@ -432,6 +432,13 @@ impl Destination for HubSpotDestination {
     }
 
     async fn prepare(&self, target: &Target) -> Result<(), DestinationError> {
+        if target.mode == SyncMode::Audience {
+            return Err(DestinationError::config(format!(
+                "sync `{}`: HubSpot does not take `mode: audience`, which removes records that leave the audience; \
+                 use `upsert` to keep members up to date, or `mirror` to also delete the records that leave",
+                target.sync
+            )));
+        }
         let object = target
             .object
             .as_deref()
@@ -531,8 +538,10 @@ impl Destination for HubSpotDestination {
             SyncMode::Insert => WriteKind::Create,
             SyncMode::Update => WriteKind::Update,
             // Upsert needs a unique property; matching on the record id can only update.
-            SyncMode::Upsert | SyncMode::Mirror if match_field.as_deref() == Some(RECORD_ID) => WriteKind::Update,
-            SyncMode::Upsert | SyncMode::Mirror => WriteKind::Upsert,
+            SyncMode::Upsert | SyncMode::Mirror | SyncMode::Audience if match_field.as_deref() == Some(RECORD_ID) => {
+                WriteKind::Update
+            }
+            SyncMode::Upsert | SyncMode::Mirror | SyncMode::Audience => WriteKind::Upsert,
         };
         if kind != WriteKind::Create && match_field.is_none() {
             return Err(DestinationError::config(format!(

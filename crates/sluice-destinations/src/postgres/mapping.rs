@@ -54,7 +54,7 @@ impl Kind {
             (ChangeOp::Delete, _) => Kind::Delete,
             (_, SyncMode::Insert) => Kind::InsertIgnore,
             (_, SyncMode::Update) => Kind::Update,
-            (_, SyncMode::Upsert | SyncMode::Mirror) => Kind::Upsert,
+            (_, SyncMode::Upsert | SyncMode::Mirror | SyncMode::Audience) => Kind::Upsert,
         }
     }
 

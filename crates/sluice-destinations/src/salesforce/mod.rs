@@ -470,6 +470,13 @@ impl Destination for SalesforceDestination {
     }
 
     async fn prepare(&self, target: &Target) -> Result<(), DestinationError> {
+        if target.mode == SyncMode::Audience {
+            return Err(DestinationError::config(format!(
+                "sync `{}`: Salesforce does not take `mode: audience`, which removes records that leave the audience; \
+                 use `upsert` to keep members up to date, or `mirror` to also delete the records that leave",
+                target.sync
+            )));
+        }
         let object = target
             .object
             .as_deref()
@@ -525,7 +532,7 @@ impl Destination for SalesforceDestination {
                 )));
             }
         }
-        if matches!(target.mode, SyncMode::Insert | SyncMode::Upsert | SyncMode::Mirror) {
+        if matches!(target.mode, SyncMode::Insert | SyncMode::Upsert | SyncMode::Mirror | SyncMode::Audience) {
             let required: Vec<String> = fields
                 .iter()
                 .filter(|f| f.required_on_create() && !names.contains(&f.name.as_str()))
@@ -625,7 +632,7 @@ impl Destination for SalesforceDestination {
                         continue;
                     }
                 },
-                SyncMode::Upsert | SyncMode::Mirror if by_external_id => {
+                SyncMode::Upsert | SyncMode::Mirror | SyncMode::Audience if by_external_id => {
                     if match_value.is_none() {
                         let field = match_field.as_deref().unwrap_or_default();
                         outcomes[index] = Some(Outcome::rejected(format!(
@@ -635,7 +642,7 @@ impl Destination for SalesforceDestination {
                     }
                     Op::Upsert
                 }
-                SyncMode::Upsert | SyncMode::Mirror => match known_id.or(id_from_match) {
+                SyncMode::Upsert | SyncMode::Mirror | SyncMode::Audience => match known_id.or(id_from_match) {
                     Some(id) => {
                         record.insert(ID.to_string(), Json::String(id));
                         Op::Update

@@ -9,4 +9,6 @@ mod project;
 
 pub use error::{ConfigError, ConfigErrors};
 pub use interpolate::interpolate;
-pub use project::{ConnectorSpec, Model, Project, StateLocation, SyncSpec, PROJECT_FILE};
+pub use project::{
+    AudienceInfo, Cardinality, ConnectorSpec, Model, ModelRelation, Project, StateLocation, SyncSpec, PROJECT_FILE,
+};

@@ -11,6 +11,8 @@ use sluice_core::{ModelQuery, SyncMode};
 use crate::error::{ConfigError, ConfigErrors};
 use crate::interpolate::interpolate;
 
+mod audiences;
+
 /// The project's main file.
 pub const PROJECT_FILE: &str = "sluice.yaml";
 
@@ -50,7 +52,8 @@ impl ConnectorSpec {
     }
 }
 
-/// A model: a query on a source with a primary key.
+/// A model: a query on a source with a primary key. Audiences are models too, with the
+/// query compiled from their conditions.
 #[derive(Debug, Clone)]
 pub struct Model {
     pub name: String,
@@ -58,6 +61,43 @@ pub struct Model {
     pub primary_key: String,
     pub query: ModelQuery,
     pub file: String,
+    /// For event models: the column holding each event's time.
+    pub timestamp: Option<String>,
+    /// Related models by relation name (audiences follow these joins).
+    pub relations: BTreeMap<String, ModelRelation>,
+    /// Set when this model is an audience.
+    pub audience: Option<AudienceInfo>,
+}
+
+/// A declared join from a model to a related model.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModelRelation {
+    pub model: String,
+    /// (column of this model, column of the related model) pairs.
+    pub join: Vec<(String, String)>,
+    pub cardinality: Cardinality,
+}
+
+/// How many related rows a row of the model has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Cardinality {
+    OneToMany,
+    ManyToOne,
+    OneToOne,
+}
+
+/// What a model that is an audience was compiled from.
+#[derive(Debug, Clone)]
+pub struct AudienceInfo {
+    pub parent: String,
+    pub definition: sluice_sql::Audience,
+    /// Split groups or priority-list entries, with the column that names them.
+    pub groups: Option<sluice_sql::Groups>,
+    /// Columns the compiled SQL reads, for `sluice validate` to check against the source.
+    pub references: Vec<sluice_sql::ColumnRef>,
+    /// The SQL dialect it was compiled for.
+    pub dialect: sluice_sql::Dialect,
 }
 
 /// A sync: model → destination, with a mode and a field mapping.
@@ -79,6 +119,8 @@ pub struct SyncSpec {
     pub associations: Vec<(String, String, String)>,
     /// Keep each request and response of this sync's runs (bodies included) for 7 days.
     pub debug_requests: bool,
+    /// For audiences with splits or a priority list: the one group this sync sends.
+    pub group: Option<String>,
     pub file: String,
 }
 
@@ -92,6 +134,10 @@ pub struct Project {
     pub destinations: BTreeMap<String, ConnectorSpec>,
     pub models: BTreeMap<String, Model>,
     pub syncs: BTreeMap<String, SyncSpec>,
+    /// The member query of each (audience, group) that a sync sends.
+    pub group_models: BTreeMap<(String, String), Model>,
+    /// When audience windows (`within_last`) end: now, or `SLUICE_NOW`.
+    pub now: chrono::NaiveDateTime,
 }
 
 #[derive(Deserialize)]
@@ -108,6 +154,8 @@ struct RawFile {
     models: BTreeMap<String, RawModel>,
     #[serde(default)]
     syncs: BTreeMap<String, RawSync>,
+    #[serde(default)]
+    audiences: Mapping,
 }
 
 #[derive(Deserialize)]
@@ -118,8 +166,20 @@ struct RawModel {
     sql: Option<String>,
     sql_file: Option<String>,
     table: Option<String>,
+    timestamp: Option<String>,
+    #[serde(default)]
+    relations: BTreeMap<String, RawRelation>,
     #[allow(dead_code)]
     description: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRelation {
+    model: String,
+    join: Mapping,
+    #[serde(rename = "type")]
+    cardinality: Option<Cardinality>,
 }
 
 #[derive(Deserialize)]
@@ -134,6 +194,7 @@ struct RawSync {
     associate: Option<Mapping>,
     #[serde(default)]
     debug_requests: bool,
+    group: Option<String>,
     #[allow(dead_code)]
     description: Option<String>,
 }
@@ -155,11 +216,24 @@ impl Project {
             .into());
         }
         let mut files = vec![main];
-        for folder in ["models", "syncs"] {
+        for folder in ["models", "audiences", "syncs"] {
             files.extend(yaml_files(&root.join(folder)).map_err(ConfigErrors::from)?);
         }
 
         let mut builder = Builder::new(root);
+        builder.now = match env("SLUICE_NOW") {
+            Some(text) => match chrono::DateTime::parse_from_rfc3339(&text) {
+                Ok(now) => now.naive_utc(),
+                Err(_) => {
+                    return Err(ConfigError::file(
+                        "SLUICE_NOW",
+                        format!("expected an RFC 3339 timestamp such as 2026-11-25T10:00:00Z, found {text:?}"),
+                    )
+                    .into())
+                }
+            },
+            None => chrono::Utc::now().naive_utc(),
+        };
         for path in &files {
             let shown = display_path(root, path);
             match read_file(path, &shown, env) {
@@ -170,9 +244,12 @@ impl Project {
         builder.finish()
     }
 
-    /// The model a sync reads.
+    /// The model a sync reads (for a sync of one audience group, that group's members).
     pub fn model_of(&self, sync: &SyncSpec) -> &Model {
-        &self.models[&sync.model]
+        match &sync.group {
+            Some(group) => &self.group_models[&(sync.model.clone(), group.clone())],
+            None => &self.models[&sync.model],
+        }
     }
 }
 
@@ -277,6 +354,8 @@ struct Builder<'a> {
     destinations: BTreeMap<String, ConnectorSpec>,
     models: BTreeMap<String, Model>,
     syncs: BTreeMap<String, SyncSpec>,
+    audiences: BTreeMap<String, (sluice_sql::Audience, String)>,
+    now: chrono::NaiveDateTime,
     main_file: String,
 }
 
@@ -291,6 +370,8 @@ impl<'a> Builder<'a> {
             destinations: BTreeMap::new(),
             models: BTreeMap::new(),
             syncs: BTreeMap::new(),
+            audiences: BTreeMap::new(),
+            now: chrono::NaiveDateTime::default(),
             main_file: PROJECT_FILE.to_string(),
         }
     }
@@ -324,6 +405,30 @@ impl<'a> Builder<'a> {
         }
         for (name, sync) in raw.syncs {
             self.add_sync(name, sync, file);
+        }
+        for (name, definition) in raw.audiences {
+            self.add_audience(key_text(&name), definition, file);
+        }
+    }
+
+    fn add_audience(&mut self, name: String, definition: Value, file: &str) {
+        let path = format!("audiences.{name}");
+        let taken = self.audiences.get(&name).map(|(_, f)| f.clone());
+        if !self.check_name(file, &path, &name, taken.as_deref()) {
+            return;
+        }
+        let json = match serde_json::to_value(&definition) {
+            Ok(json) => json,
+            Err(error) => {
+                self.errors.push(ConfigError::at(file, &path, format!("cannot read the audience: {error}")));
+                return;
+            }
+        };
+        match sluice_sql::parse_audience(&name, &json) {
+            Ok(audience) => {
+                self.audiences.insert(name, (audience, file.to_string()));
+            }
+            Err(error) => self.errors.push(ConfigError::at(file, join_path(&path, &error.path), error.message)),
         }
     }
 
@@ -405,9 +510,40 @@ impl<'a> Builder<'a> {
             self.errors.push(ConfigError::at(file, format!("{path}.primary_key"), "expected a column name"));
             return;
         }
+        let mut relations = BTreeMap::new();
+        for (relation, raw_relation) in raw.relations {
+            let at = format!("{path}.relations.{relation}");
+            if !is_valid_name(&relation) {
+                self.errors.push(ConfigError::at(file, &at, "names may only use letters, digits, `_` and `-`"));
+                continue;
+            }
+            let join = self.field_pairs(raw_relation.join, file, &format!("{at}.join"));
+            if join.is_empty() {
+                self.errors.push(ConfigError::at(
+                    file,
+                    format!("{at}.join"),
+                    "expected at least one `this_model_column: related_model_column` pair, such as `{ user_id: user_id }`",
+                ));
+                continue;
+            }
+            let cardinality = raw_relation.cardinality.unwrap_or(Cardinality::OneToMany);
+            relations.insert(relation, ModelRelation { model: raw_relation.model, join, cardinality });
+        }
+        if matches!(&raw.timestamp, Some(ts) if ts.trim().is_empty()) {
+            self.errors.push(ConfigError::at(file, format!("{path}.timestamp"), "expected a column name"));
+        }
         self.models.insert(
             name.clone(),
-            Model { name, source: raw.source, primary_key: raw.primary_key, query, file: file.to_string() },
+            Model {
+                name,
+                source: raw.source,
+                primary_key: raw.primary_key,
+                query,
+                file: file.to_string(),
+                timestamp: raw.timestamp,
+                relations,
+                audience: None,
+            },
         );
     }
 
@@ -471,6 +607,7 @@ impl<'a> Builder<'a> {
                 match_on,
                 associations,
                 debug_requests: raw.debug_requests,
+                group: raw.group,
                 file: file.to_string(),
             },
         );
@@ -494,6 +631,9 @@ impl<'a> Builder<'a> {
     }
 
     fn finish(mut self) -> Result<Project, ConfigErrors> {
+        self.check_relations();
+        self.compile_audiences();
+        let group_models = self.compile_groups();
         for model in self.models.values() {
             if !self.sources.contains_key(&model.source) {
                 self.errors.push(ConfigError::at(
@@ -552,7 +692,17 @@ impl<'a> Builder<'a> {
             destinations: self.destinations,
             models: self.models,
             syncs: self.syncs,
+            group_models,
+            now: self.now,
         })
+    }
+}
+
+fn join_path(base: &str, inner: &str) -> String {
+    if inner.is_empty() {
+        base.to_string()
+    } else {
+        format!("{base}.{inner}")
     }
 }
 

@@ -38,9 +38,28 @@ impl SqliteSource {
                 cause: "no such file (SQLite sources must point at an existing database)".into(),
             });
         }
-        rusqlite::Connection::open_with_flags(&self.path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
-            .map_err(|e| SourceError::Connect { target: self.describe(), cause: e.to_string() })
+        let connection = rusqlite::Connection::open_with_flags(&self.path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .map_err(|e| SourceError::Connect { target: self.describe(), cause: e.to_string() })?;
+        register_functions(&connection)
+            .map_err(|e| SourceError::Connect { target: self.describe(), cause: e.to_string() })?;
+        Ok(connection)
     }
+}
+
+/// SQL functions audiences compile to that SQLite lacks: `sluice_split_bucket(salt, key)`,
+/// the same split hash Postgres computes with md5.
+pub fn register_functions(connection: &rusqlite::Connection) -> rusqlite::Result<()> {
+    use rusqlite::functions::FunctionFlags;
+    connection.create_scalar_function(
+        "sluice_split_bucket",
+        2,
+        FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DETERMINISTIC,
+        |context| {
+            let salt: String = context.get(0)?;
+            let key: Option<String> = context.get(1)?;
+            Ok(key.map(|key| sluice_sql::split_bucket(&salt, &key)))
+        },
+    )
 }
 
 #[async_trait]

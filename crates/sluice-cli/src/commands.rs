@@ -103,21 +103,28 @@ pub fn init(dir: PathBuf) -> anyhow::Result<u8> {
 }
 
 /// `sluice validate`
-pub fn validate(project: &Path) -> anyhow::Result<u8> {
+pub async fn validate(project: &Path, offline: bool) -> anyhow::Result<u8> {
     let workspace = Workspace::load(project)?;
     workspace.check_connectors().map_err(|errors| anyhow!("{errors}"))?;
-    let mapping_errors = crate::discovery::check_mappings(&workspace);
-    if !mapping_errors.is_empty() {
-        return Err(anyhow!("{}", sluice_config::ConfigErrors(mapping_errors)));
-    }
+    let mut errors = crate::discovery::check_mappings(&workspace);
     let p = &workspace.project;
+    let uses_sources = p.models.values().any(|m| m.audience.is_some() || !m.relations.is_empty());
+    if uses_sources && !offline {
+        errors.extend(crate::audiences::check_columns(&workspace).await);
+    }
+    if !errors.is_empty() {
+        return Err(anyhow!("{}", sluice_config::ConfigErrors(errors)));
+    }
+    let audiences = p.models.values().filter(|m| m.audience.is_some()).count();
     println!(
-        "project `{}` is valid: {} source(s), {} destination(s), {} model(s), {} sync(s)",
+        "project `{}` is valid: {} source(s), {} destination(s), {} model(s), {} audience(s), {} sync(s){}",
         p.name,
         p.sources.len(),
         p.destinations.len(),
-        p.models.len(),
-        p.syncs.len()
+        p.models.len() - audiences,
+        audiences,
+        p.syncs.len(),
+        if uses_sources && !offline { "; declared columns and joins exist in the sources" } else { "" }
     );
     Ok(EXIT_OK)
 }

@@ -1,5 +1,6 @@
 //! The `sluice` command: config-as-code Reverse ETL from the warehouse to the tools teams use.
 
+mod audiences;
 mod commands;
 mod demo;
 mod discovery;
@@ -27,8 +28,13 @@ struct Cli {
 enum Command {
     /// Create a new project in DIR (default: the current directory).
     Init { dir: Option<PathBuf> },
-    /// Check the project files without connecting to anything.
-    Validate,
+    /// Check the project files. Projects with audiences or relations also have their declared
+    /// columns and joins checked against the sources (skip that with `--offline`).
+    Validate {
+        /// Do not connect to sources.
+        #[arg(long)]
+        offline: bool,
+    },
     /// Connect to every source and destination and report what works.
     Check,
     /// Show the first rows of a model.
@@ -63,6 +69,9 @@ enum Command {
     },
     /// List recent runs, or show one run's per-record outcomes.
     Runs(commands::RunsArgs),
+    /// Audiences: size, sample, breakdown, overlaps and compiled SQL.
+    #[command(subcommand)]
+    Audiences(audiences::AudiencesCommand),
     /// Inspect destinations.
     #[command(subcommand)]
     Destinations(DestinationsCommand),
@@ -113,13 +122,14 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async move {
         match cli.command {
             Command::Init { dir } => commands::init(dir.unwrap_or(project)),
-            Command::Validate => commands::validate(&project),
+            Command::Validate { offline } => commands::validate(&project, offline).await,
             Command::Check => commands::check(&project).await,
             Command::Preview { model, limit } => commands::preview(&project, &model, limit).await,
             Command::Plan { sync, samples } => commands::plan(&project, &sync, samples).await,
             Command::Sync { syncs, all, json, debug_requests } => {
                 commands::sync(&project, &syncs, all, json, debug_requests).await
             }
+            Command::Audiences(command) => audiences::run(&project, command).await,
             Command::Runs(args) => commands::runs(&project, args).await,
             Command::Destinations(DestinationsCommand::Describe { name, object, json }) => {
                 discovery::describe(&project, &name, object.as_deref(), json).await

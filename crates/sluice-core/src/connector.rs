@@ -398,7 +398,7 @@ pub fn open_records_object() -> ObjectDescription {
         name: "records".into(),
         fields: Vec::new(),
         open_schema: true,
-        modes: vec![SyncMode::Insert, SyncMode::Update, SyncMode::Upsert, SyncMode::Mirror],
+        modes: vec![SyncMode::Insert, SyncMode::Update, SyncMode::Upsert, SyncMode::Mirror, SyncMode::Audience],
         note: Some("any field name is accepted; changes carry the model's primary key".into()),
     }
 }

@@ -522,10 +522,7 @@ impl<'a> Compiler<'a> {
     }
 
     fn from(&self, model: &ModelSchema) -> String {
-        match &model.query {
-            ModelQuery::Table(table) => self.dialect.table(table),
-            ModelQuery::Sql(sql) => format!("({})", sql.trim().trim_end_matches(';')),
-        }
+        self.dialect.relation(&model.query)
     }
 
     fn alias(&self, prefix: &str) -> String {

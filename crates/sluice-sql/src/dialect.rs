@@ -39,6 +39,15 @@ impl Dialect {
         path.split('.').map(|part| self.ident(part)).collect::<Vec<_>>().join(".")
     }
 
+    /// A model's query as something to select from: a quoted table, or the SQL in parentheses.
+    pub fn relation(self, query: &sluice_core::ModelQuery) -> String {
+        match query {
+            sluice_core::ModelQuery::Table(table) => self.table(table),
+            // The newline keeps a trailing `-- comment` from swallowing the parenthesis.
+            sluice_core::ModelQuery::Sql(sql) => format!("({}\n)", sql.trim().trim_end_matches(';')),
+        }
+    }
+
     /// A text constant. Postgres gets an escape string (`E'…'`), whose meaning does not depend
     /// on `standard_conforming_strings`; SQLite has no backslash escapes.
     pub fn string(self, text: &str) -> String {

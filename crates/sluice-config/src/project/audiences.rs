@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use sluice_sql::{Compiler, Dialect, ModelSchema, Relation, Schema};
 
-use super::{join_path, AudienceInfo, Builder, Model};
+use super::{join_path, AudienceInfo, Builder, Model, Project};
 use crate::error::ConfigError;
 
 impl Builder<'_> {
@@ -37,25 +37,7 @@ impl Builder<'_> {
     }
 
     fn schema(&self) -> Schema {
-        let models = self
-            .models
-            .iter()
-            .map(|(name, model)| {
-                let relations = model
-                    .relations
-                    .iter()
-                    .map(|(name, r)| (name.clone(), Relation { model: r.model.clone(), on: r.join.clone() }))
-                    .collect();
-                let schema = ModelSchema {
-                    query: model.query.clone(),
-                    primary_key: model.primary_key.clone(),
-                    timestamp: model.timestamp.clone(),
-                    relations,
-                };
-                (name.clone(), schema)
-            })
-            .collect();
-        Schema { models }
+        schema_of(&self.models)
     }
 
     /// The dialect of the parent model's source.
@@ -161,5 +143,61 @@ impl Builder<'_> {
             }
         }
         groups
+    }
+}
+
+/// The compiler's view of the project's models (audiences excluded).
+fn schema_of(models: &BTreeMap<String, Model>) -> Schema {
+    let models = models
+        .iter()
+        .filter(|(_, model)| model.audience.is_none())
+        .map(|(name, model)| {
+            let relations = model
+                .relations
+                .iter()
+                .map(|(name, r)| (name.clone(), Relation { model: r.model.clone(), on: r.join.clone() }))
+                .collect();
+            let schema = ModelSchema {
+                query: model.query.clone(),
+                primary_key: model.primary_key.clone(),
+                timestamp: model.timestamp.clone(),
+                relations,
+            };
+            (name.clone(), schema)
+        })
+        .collect();
+    Schema { models }
+}
+
+impl Project {
+    /// Runs `f` with a compiler for the dialect of audience `name`'s source.
+    fn with_compiler<T>(
+        &self,
+        name: &str,
+        f: impl FnOnce(&Compiler<'_>) -> Result<T, sluice_sql::SqlError>,
+    ) -> Result<T, String> {
+        let info = self
+            .models
+            .get(name)
+            .and_then(|m| m.audience.as_ref())
+            .ok_or_else(|| format!("no audience named `{name}`"))?;
+        let schema = schema_of(&self.models);
+        let definitions: BTreeMap<String, sluice_sql::Audience> = self
+            .models
+            .values()
+            .filter_map(|m| m.audience.as_ref().map(|i| (m.name.clone(), i.definition.clone())))
+            .collect();
+        let compiler = Compiler::new(&schema, &definitions, info.dialect, self.now);
+        f(&compiler).map_err(|e| e.message)
+    }
+
+    /// One row: parent rows, members of `a`, members of `b`, members of both.
+    pub fn audience_overlap_sql(&self, a: &str, b: &str) -> Result<String, String> {
+        self.with_compiler(a, |compiler| compiler.overlap(a, b))
+    }
+
+    /// The members of one split group or priority-list entry of audience `name`.
+    pub fn audience_group_sql(&self, name: &str, group: &str) -> Result<String, String> {
+        self.with_compiler(name, |compiler| compiler.compile_group(name, group).map(|c| c.sql))
     }
 }

@@ -400,7 +400,8 @@ impl Destination for PostgresDestination {
         let mut state = self.state.lock().await;
         let connection = self.connection(&mut state).await?;
         let fatal = |e: tokio_postgres::Error| self.fatal(&e, &connection.failure);
-        let all_modes = vec![SyncMode::Insert, SyncMode::Update, SyncMode::Upsert, SyncMode::Mirror];
+        let all_modes =
+            vec![SyncMode::Insert, SyncMode::Update, SyncMode::Upsert, SyncMode::Mirror, SyncMode::Audience];
         let rows = connection
             .client
             .query(

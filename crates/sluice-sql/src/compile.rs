@@ -307,7 +307,7 @@ impl<'a> Compiler<'a> {
                         format!("audience `{audience}` selects from `{}`, not from `{model}`", other.parent),
                     ));
                 }
-                let inner = self.membership_of(other, alias, negated != !*member)?;
+                let inner = self.membership_of(other, alias, negated == *member)?;
                 Ok(if *member { inner } else { format!("NOT ({inner})") })
             }
             Condition::Related(related) => self.related(related, model, alias, path),

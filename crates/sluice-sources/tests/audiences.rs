@@ -423,7 +423,7 @@ fn expected(data: &Data) -> BTreeMap<&'static str, BTreeSet<i64>> {
     });
     add("no_recent_orders", &|u| {
         let recent: Vec<f64> = orders_of(u.id).filter(|o| in_window(o.ordered_at, 30)).map(|o| o.amount).collect();
-        recent.is_empty() || recent.iter().sum::<f64>() / recent.len() as f64 < 100.0
+        recent.is_empty() || recent.iter().sum::<f64>() / (recent.len() as f64) < 100.0
     });
     add("support_priority", &|u| loyal(u.id) || abandoned(u.id) || quiet(u));
     sets

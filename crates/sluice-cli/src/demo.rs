@@ -27,6 +27,23 @@ models:
     source: warehouse
     primary_key: customer_id
     sql_file: models/customers.sql
+    relations:
+      orders: { model: orders, join: { customer_id: user_id } }
+  orders:
+    source: warehouse
+    table: raw_orders
+    primary_key: id
+    timestamp: order_date
+
+# Audiences: members chosen by conditions, no SQL (see docs/audiences.md).
+audiences:
+  repeat_buyers:
+    parent: customers
+    description: Customers with at least two completed orders
+    conditions:
+      related: orders
+      where: { property: status, equals: completed }
+      count: { at_least: 2 }
 
 syncs:
   customers_to_file:
@@ -103,8 +120,15 @@ pub async fn run(dir: &Path) -> anyhow::Result<u8> {
     for line in new_lines.lines() {
         println!("  {line}");
     }
+
+    println!("\n== An audience, defined by conditions instead of SQL ==");
+    println!("$ sluice audiences preview repeat_buyers --limit 3");
+    let command =
+        crate::audiences::AudiencesCommand::Preview { name: "repeat_buyers".into(), by: None, limit: 3, json: false };
+    crate::audiences::run(dir, command).await?;
     println!(
-        "\nNext: `cd {}` and try `sluice runs`, `sluice plan customers_to_file` or edit sluice.yaml.",
+        "\nNext: `cd {}` and try `sluice runs`, `sluice plan customers_to_file`, \
+         `sluice audiences sql repeat_buyers` or edit sluice.yaml.",
         dir.display()
     );
     Ok(second)

@@ -20,6 +20,8 @@ fn the_demo_shows_a_full_sync_then_only_the_changes() {
     assert_eq!(appended.len(), 4, "only the changed rows flow: {stdout}");
     assert!(appended.iter().any(|l| l.contains("\"key\":\"101\"") && l.contains("\"op\":\"insert\"")));
     assert!(appended.iter().any(|l| l.contains("\"key\":\"100\"") && l.contains("\"op\":\"delete\"")));
+    // The audience step: repeat buyers are counted in the warehouse itself.
+    assert!(stdout.contains("audience `repeat_buyers`: "), "{stdout}");
     let file = std::fs::read_to_string(dir.path().join("demo/out/customers.jsonl")).unwrap();
     assert_eq!(file.lines().count(), 104);
 

@@ -256,3 +256,73 @@ fn audience_mistakes_name_the_file_and_key() {
         text(&output)
     );
 }
+
+/// Postgres warehouse: preview and overlap run in Postgres, and `mode: audience` keeps a
+/// members table in step as people enter and leave.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_audiences_preview_overlap_and_sync_members() {
+    let Some(client) = postgres().await else { return };
+    let schema = Schema::create(&client, "sluice_cli_aud").await;
+    let s = &schema.name;
+    client
+        .batch_execute(&format!(
+            "create table {s}.users (user_id bigint primary key, email text, country text);
+             insert into {s}.users select i, 'user' || i || '@example.com', case when i % 2 = 0 then 'FR' else 'DE' end
+               from generate_series(1, 20) i;
+             create table {s}.events (event_id bigserial primary key, user_id bigint, name text, occurred_at timestamptz);
+             insert into {s}.events (user_id, name, occurred_at)
+               select i, 'added_to_cart', now() - interval '2 days' from generate_series(1, 6) i;
+             insert into {s}.events (user_id, name, occurred_at)
+               select i, 'purchased', now() - interval '1 day' from generate_series(1, 2) i;"
+        ))
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let project = PROJECT
+        .replace(
+            "warehouse: { type: sqlite, path: warehouse.db }",
+            &format!("warehouse: {{ type: postgres, url: \"{PG_URL}\" }}"),
+        )
+        .replace("table: users", &format!("table: {s}.users"))
+        .replace("mapping: { email: email }", "mapping: { user_id: user_id, email: email }")
+        .replace("from events", &format!("from {s}.events"))
+        .replace(
+            "ads: { type: file, path: out/members.jsonl }",
+            &format!("ads: {{ type: postgres, url: \"{PG_URL}\", table: {s}.cart_members }}"),
+        );
+    std::fs::write(dir.path().join("sluice.yaml"), project).unwrap();
+    std::fs::create_dir_all(dir.path().join("audiences")).unwrap();
+    std::fs::write(dir.path().join("audiences/marketing.yaml"), AUDIENCES).unwrap();
+
+    let validated = sluice_async(dir.path(), &["validate"]).await;
+    assert!(validated.status.success(), "{}", text(&validated));
+    let preview =
+        sluice_async(dir.path(), &["audiences", "preview", "abandoned_cart", "--by", "country", "--json"]).await;
+    let preview: Value = serde_json::from_slice(&preview.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&preview)));
+    assert_eq!((preview["members"].as_u64(), preview["parent_rows"].as_u64()), (Some(4), Some(20)));
+    let overlap = sluice_async(dir.path(), &["audiences", "overlap", "abandoned_cart", "french", "--json"]).await;
+    let overlap: Value = serde_json::from_slice(&overlap.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&overlap)));
+    assert_eq!(overlap["in_both"], 2);
+
+    let (code, report) = sync_json_async(dir.path(), "carts_to_ads").await;
+    assert_eq!(code, 0, "{report}");
+    let count: i64 = client.query_one(&format!("select count(*) from {s}.cart_members"), &[]).await.unwrap().get(0);
+    assert_eq!(count, 4);
+    client
+        .batch_execute(&format!(
+            "insert into {s}.events (user_id, name, occurred_at) values (3, 'purchased', now()), (9, 'added_to_cart', now() - interval '1 hour');"
+        ))
+        .await
+        .unwrap();
+    let (code, report) = sync_json_async(dir.path(), "carts_to_ads").await;
+    assert_eq!(code, 0, "{report}");
+    assert_eq!(counts(&report), (1, 0, 1, 0), "user 9 entered, user 3 left");
+    let emails: Vec<String> = client
+        .query(&format!("select email from {s}.cart_members order by email"), &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(emails, ["user4@example.com", "user5@example.com", "user6@example.com", "user9@example.com"]);
+}

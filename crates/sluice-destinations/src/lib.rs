@@ -6,12 +6,16 @@ use std::path::Path;
 use sluice_config::{ConfigError, ConnectorSpec};
 use sluice_core::Destination;
 
+#[cfg(feature = "ads")]
+pub mod ads;
 #[cfg(feature = "file")]
 pub mod file;
 #[cfg(feature = "http")]
 pub mod http;
 #[cfg(feature = "hubspot")]
 pub mod hubspot;
+#[cfg(feature = "meta")]
+pub mod meta;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 #[cfg(feature = "salesforce")]
@@ -26,6 +30,8 @@ pub fn supported_types() -> Vec<&'static str> {
         "file",
         #[cfg(feature = "hubspot")]
         "hubspot",
+        #[cfg(feature = "meta")]
+        "meta",
         #[cfg(feature = "postgres")]
         "postgres",
         #[cfg(feature = "salesforce")]
@@ -67,6 +73,11 @@ pub fn build_with(
                 hubspot::HubSpotDestination::new(config, credentials)
                     .map_err(|(key, message)| spec.error(key, message))?,
             ))
+        }
+        #[cfg(feature = "meta")]
+        "meta" => {
+            let config: meta::MetaConfig = spec.decode()?;
+            Ok(Box::new(meta::MetaDestination::new(config).map_err(|(key, message)| spec.error(key, message))?))
         }
         #[cfg(feature = "postgres")]
         "postgres" => {

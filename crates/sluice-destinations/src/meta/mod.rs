@@ -1,0 +1,436 @@
+//! Meta Custom Audiences destination: keeps a customer-list custom audience equal to a Sluice
+//! audience, sending only normalised SHA-256 digests (and mobile ad ids, which Meta takes plain).
+//!
+//! A sync's `object:` is the custom audience's id. Members who enter are added with
+//! `POST /{audience_id}/users`, members who leave are removed with `DELETE /{audience_id}/users`
+//! (mode `audience`; mode `insert` only adds). Each member's digests are kept as its destination
+//! id, so a removal, or a change of identifiers (remove the old, add the new), sends exactly what
+//! was added.
+
+mod client;
+mod config;
+mod mapping;
+
+use std::collections::HashMap;
+use std::sync::{Mutex, PoisonError};
+use std::time::Duration;
+
+use async_trait::async_trait;
+pub use config::MetaConfig;
+use reqwest::Method;
+use serde_json::Value as Json;
+use sluice_core::{
+    ChangeBatch, DeliveryLimits, Destination, DestinationError, FieldDescription, ObjectDescription, Outcome,
+    RequestQuota, SyncMode, Target, WriteContext,
+};
+
+use self::client::Client;
+use crate::ads::identifiers::{self, is_hashed};
+use crate::ads::members::{self, Member, MemberOp};
+use crate::ads::{Identifier, NormalizeOptions, Platform};
+
+/// Writes audience members to Meta custom audiences of one ad account.
+pub struct MetaDestination {
+    client: Client,
+    batch_size: usize,
+    limits: DeliveryLimits,
+    identity: String,
+    /// The ad account id without `act_`.
+    ad_account: Option<String>,
+    options: NormalizeOptions,
+    /// Audience id per sync, from `prepare`.
+    prepared: Mutex<HashMap<String, String>>,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn check_audience_id(id: &str) -> Result<(), DestinationError> {
+    if !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit()) {
+        Ok(())
+    } else {
+        Err(DestinationError::config(format!(
+            "`{id}` is not a Meta custom audience id: set the sync's `object:` to the audience's numeric id \
+             (Ads Manager → Audiences, or `sluice destinations describe`)"
+        )))
+    }
+}
+
+impl MetaDestination {
+    /// Validates the config and builds the HTTP client; no request is sent.
+    pub fn new(config: MetaConfig) -> Result<MetaDestination, (&'static str, String)> {
+        let token = config.access_token.trim().to_string();
+        if token.is_empty() {
+            return Err(("access_token", "the token is empty (is the environment variable set?)".into()));
+        }
+        let api_url = config.api_url.as_deref().unwrap_or(config::DEFAULT_API_URL);
+        let parsed = reqwest::Url::parse(api_url)
+            .ok()
+            .filter(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
+            .ok_or(("api_url", format!("expected an http:// or https:// URL, found {api_url:?}")))?;
+        let base = parsed.as_str().trim_end_matches('/').to_string();
+        let version = config.api_version.as_deref().unwrap_or(config::DEFAULT_API_VERSION).trim().to_string();
+        let well_formed = version.strip_prefix('v').and_then(|v| v.split_once('.')).is_some_and(|(major, minor)| {
+            !major.is_empty()
+                && !minor.is_empty()
+                && major.bytes().all(|b| b.is_ascii_digit())
+                && minor.bytes().all(|b| b.is_ascii_digit())
+        });
+        if !well_formed {
+            return Err((
+                "api_version",
+                format!("expected a Graph API version such as {}, found {version:?}", config::DEFAULT_API_VERSION),
+            ));
+        }
+        let ad_account = match config.ad_account_id.as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some(id) => {
+                let digits = id.strip_prefix("act_").unwrap_or(id);
+                if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+                    return Err((
+                        "ad_account_id",
+                        format!("expected an ad account id such as act_1234567890, found {id:?}"),
+                    ));
+                }
+                Some(digits.to_string())
+            }
+        };
+        let options = NormalizeOptions { default_country: config.default_country.clone() };
+        if let Some(country) = options.default_country.as_deref() {
+            if identifiers::wire_value(Platform::Meta, Identifier::Country, country, &NormalizeOptions::default())
+                .ok()
+                .flatten()
+                .is_none()
+            {
+                return Err((
+                    "default_country",
+                    format!("expected a two-letter ISO 3166-1 country code such as FR, found {country:?}"),
+                ));
+            }
+        }
+        let batch_size = config.batch_size.unwrap_or(config::MAX_BATCH_SIZE);
+        if batch_size == 0 || batch_size > config::MAX_BATCH_SIZE {
+            return Err((
+                "batch_size",
+                format!(
+                    "expected 1 to {} members (Meta's limit per request), found {batch_size}",
+                    config::MAX_BATCH_SIZE
+                ),
+            ));
+        }
+        let per_hour = config.requests_per_hour.unwrap_or(config::DEFAULT_REQUESTS_PER_HOUR);
+        if per_hour == 0 || per_hour > config::MAX_REQUESTS_PER_HOUR {
+            return Err((
+                "requests_per_hour",
+                format!(
+                    "expected 1 to {} requests (Meta's ceiling per ad account), found {per_hour}",
+                    config::MAX_REQUESTS_PER_HOUR
+                ),
+            ));
+        }
+        let max_concurrency = config.max_concurrency.unwrap_or(config::DEFAULT_MAX_CONCURRENCY);
+        if max_concurrency == 0 || max_concurrency > config::MAX_CONCURRENCY {
+            return Err((
+                "max_concurrency",
+                format!("expected 1 to {} requests in flight, found {max_concurrency}", config::MAX_CONCURRENCY),
+            ));
+        }
+        let timeout = config.timeout_seconds.unwrap_or(config::DEFAULT_TIMEOUT_SECONDS);
+        if timeout == 0 {
+            return Err(("timeout_seconds", "expected a positive number of seconds".into()));
+        }
+        let connect_timeout = config.connect_timeout_seconds.unwrap_or(config::DEFAULT_CONNECT_TIMEOUT_SECONDS);
+        if connect_timeout == 0 {
+            return Err(("connect_timeout_seconds", "expected a positive number of seconds".into()));
+        }
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(timeout))
+            .connect_timeout(Duration::from_secs(connect_timeout))
+            .build()
+            .map_err(|e| ("api_url", format!("cannot build an HTTP client: {e}")))?;
+        // Named by the ad account (the scope of Meta's custom-audience budget), never by the token,
+        // which is renewed from time to time and must not invalidate the snapshot.
+        let identity = match &ad_account {
+            Some(account) => format!("meta {base} act_{account}"),
+            None => format!("meta {base}"),
+        };
+        let limits = DeliveryLimits {
+            quotas: vec![RequestQuota { requests: per_hour, per: Duration::from_secs(3600) }],
+            max_concurrency,
+            // Meta refuses a whole upload for one malformed row; bisecting isolates it.
+            split_rejected_batches: true,
+        };
+        Ok(MetaDestination {
+            client: Client::new(base, version, http, token, config.app_secret.as_deref()),
+            batch_size,
+            limits,
+            identity,
+            ad_account,
+            options,
+            prepared: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The audience's `id`, `name`, `subtype` and `operation_status`.
+    async fn audience(&self, id: &str) -> Result<Json, DestinationError> {
+        check_audience_id(id)?;
+        let reply = self
+            .client
+            .get(id, &[("fields", "id,name,subtype,operation_status,approximate_count_lower_bound")])
+            .await?;
+        if !reply.is_success() {
+            return Err(client::failure(&format!("GET /{id}"), &reply));
+        }
+        Ok(reply.json())
+    }
+
+    /// One upload of at most `batch_size` members; returns the positions (in `members`) of the
+    /// ones Meta counted invalid.
+    async fn upload(
+        &self,
+        context: &WriteContext,
+        audience: &str,
+        method: Method,
+        members: &[&Member],
+    ) -> Result<Vec<usize>, DestinationError> {
+        let mut invalid = Vec::new();
+        for (chunk_index, chunk) in members.chunks(self.batch_size.min(config::MAX_BATCH_SIZE)).enumerate() {
+            let payload = mapping::payload(chunk);
+            let form = mapping::form(&payload, mapping::session_id());
+            let path = format!("{audience}/users");
+            let reply = self.client.send_form(method.clone(), &path, &form, Some(context)).await?;
+            if !reply.is_success() {
+                return Err(client::failure(&format!("{method} /{path}"), &reply));
+            }
+            let answer = mapping::answer(&reply.json(), &payload);
+            if answer.num_invalid_entries as usize > answer.invalid_rows.len() {
+                tracing::warn!(
+                    audience,
+                    invalid = answer.num_invalid_entries,
+                    named = answer.invalid_rows.len(),
+                    "Meta counted invalid entries it did not name; those members are reported as sent"
+                );
+            }
+            let offset = chunk_index * self.batch_size.min(config::MAX_BATCH_SIZE);
+            invalid.extend(answer.invalid_rows.into_iter().map(|row| offset + row));
+        }
+        Ok(invalid)
+    }
+
+    fn describe_audience(name: &str, note: String) -> ObjectDescription {
+        let fields = Identifier::ALL
+            .into_iter()
+            .map(|identifier| {
+                let keys = mapping::keys(identifier).join("+");
+                let form = if is_hashed(Platform::Meta, identifier) { "SHA-256" } else { "plain" };
+                FieldDescription {
+                    name: identifier.field_name().to_string(),
+                    field_type: format!("{keys} ({form})"),
+                    can_match_on: true,
+                    required: false,
+                }
+            })
+            .collect();
+        ObjectDescription {
+            name: name.to_string(),
+            fields,
+            open_schema: false,
+            modes: vec![SyncMode::Audience, SyncMode::Insert],
+            note: Some(note),
+        }
+    }
+}
+
+const NOTE: &str = "map any of these fields; values are normalised and hashed before they leave (mobile ad ids are \
+                    sent plain, as Meta asks); `audience` adds and removes members, `insert` only adds";
+
+#[async_trait]
+impl Destination for MetaDestination {
+    fn describe(&self) -> String {
+        self.identity.clone()
+    }
+
+    fn identity(&self) -> String {
+        self.identity.clone()
+    }
+
+    fn batch_size(&self) -> usize {
+        self.batch_size
+    }
+
+    fn delivery_limits(&self) -> DeliveryLimits {
+        self.limits.clone()
+    }
+
+    fn wants_destination_ids(&self) -> bool {
+        true
+    }
+
+    fn accepts_object(&self) -> bool {
+        true
+    }
+
+    fn account_key(&self) -> String {
+        self.identity.clone()
+    }
+
+    async fn check(&self) -> Result<(), DestinationError> {
+        let reply = self.client.get("me", &[("fields", "id")]).await?;
+        if !reply.is_success() {
+            return Err(client::failure("GET /me", &reply));
+        }
+        if let Some(account) = &self.ad_account {
+            let path = format!("act_{account}");
+            let reply = self.client.get(&path, &[("fields", "id,name")]).await?;
+            if !reply.is_success() {
+                return Err(client::failure(&format!("GET /{path}"), &reply));
+            }
+        }
+        Ok(())
+    }
+
+    async fn discover(&self, object: Option<&str>) -> Result<Vec<ObjectDescription>, DestinationError> {
+        if let Some(id) = object {
+            let audience = self.audience(id).await?;
+            let name = audience.get("name").and_then(Json::as_str).unwrap_or("");
+            let subtype = audience.get("subtype").and_then(Json::as_str).unwrap_or("");
+            let note = if subtype == "CUSTOM" {
+                format!("Meta custom audience \"{name}\"; {NOTE}")
+            } else {
+                format!("Meta audience \"{name}\" is a {subtype} audience, which takes no uploaded members")
+            };
+            return Ok(vec![Self::describe_audience(id, note)]);
+        }
+        let Some(account) = &self.ad_account else {
+            return Err(DestinationError::config(
+                "set `ad_account_id` to list the account's custom audiences, or describe one audience by its id",
+            ));
+        };
+        let path = format!("act_{account}/customaudiences");
+        let mut objects = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let mut query = vec![("fields", "id,name,subtype"), ("limit", "100")];
+            if let Some(cursor) = after.as_deref() {
+                query.push(("after", cursor));
+            }
+            let reply = self.client.get(&path, &query).await?;
+            if !reply.is_success() {
+                return Err(client::failure(&format!("GET /{path}"), &reply));
+            }
+            let body = reply.json();
+            for audience in body.get("data").and_then(Json::as_array).into_iter().flatten() {
+                let (Some(id), Some("CUSTOM")) =
+                    (audience.get("id").and_then(Json::as_str), audience.get("subtype").and_then(Json::as_str))
+                else {
+                    continue;
+                };
+                let name = audience.get("name").and_then(Json::as_str).unwrap_or("");
+                objects.push(Self::describe_audience(id, format!("Meta custom audience \"{name}\"; {NOTE}")));
+            }
+            let next = body.pointer("/paging/cursors/after").and_then(Json::as_str).map(str::to_string);
+            match (body.pointer("/paging/next"), next) {
+                (Some(_), Some(cursor)) if after.as_deref() != Some(cursor.as_str()) => after = Some(cursor),
+                _ => break,
+            }
+        }
+        Ok(objects)
+    }
+
+    async fn prepare(&self, target: &Target) -> Result<(), DestinationError> {
+        members::check_target(Platform::Meta, target)?;
+        let id = target.object.as_deref().ok_or_else(|| {
+            DestinationError::config(format!(
+                "sync `{}`: set `object:` to the Meta custom audience's id (Ads Manager → Audiences)",
+                target.sync
+            ))
+        })?;
+        let audience = self.audience(id).await?;
+        let name = audience.get("name").and_then(Json::as_str).unwrap_or("");
+        match audience.get("subtype").and_then(Json::as_str) {
+            Some("CUSTOM") => {}
+            other => {
+                return Err(DestinationError::config(format!(
+                    "sync `{}`: Meta audience {id} (\"{name}\") is a {} audience; only customer list (CUSTOM) \
+                     audiences take uploaded members; create one in Ads Manager → Audiences → Custom audience → Customer list",
+                    target.sync,
+                    other.unwrap_or("unknown")
+                )))
+            }
+        }
+        if audience.pointer("/operation_status/code").and_then(Json::as_u64) == Some(471) {
+            return Err(DestinationError::config(format!(
+                "sync `{}`: Meta flagged audience {id} (\"{name}\") for integrity reasons and refuses member updates; \
+                 resolve the restriction in Audience Manager or create a new audience",
+                target.sync
+            )));
+        }
+        lock(&self.prepared).insert(target.sync.clone(), id.to_string());
+        Ok(())
+    }
+
+    async fn write(&self, context: &WriteContext, batch: &ChangeBatch) -> Result<Vec<Outcome>, DestinationError> {
+        let audience = match context.object.clone().or_else(|| lock(&self.prepared).get(&context.sync).cloned()) {
+            Some(id) => id,
+            None => return Err(DestinationError::config("set `object:` on the sync to the Meta custom audience's id")),
+        };
+        check_audience_id(&audience)?;
+        let ops = members::plan_members(Platform::Meta, batch, &self.options);
+        let mut outcomes: Vec<Option<Outcome>> = vec![None; ops.len()];
+        let mut removals: Vec<(usize, &Member)> = Vec::new();
+        let mut additions: Vec<(usize, &Member)> = Vec::new();
+        for (index, op) in ops.iter().enumerate() {
+            match op {
+                MemberOp::Add(member) => additions.push((index, member)),
+                MemberOp::Remove(member) => removals.push((index, member)),
+                // Removed first: if the old and new members share a key, the person stays in.
+                MemberOp::Replace { remove, add } => {
+                    removals.push((index, remove));
+                    additions.push((index, add));
+                }
+                MemberOp::Reject(message) => outcomes[index] = Some(Outcome::rejected(message.clone())),
+            }
+        }
+        if context.mode == SyncMode::Insert {
+            // Insert mode only adds; a replaced member's old identifiers stay in the audience.
+            removals.clear();
+        }
+        let invalid = |count: usize| {
+            format!(
+                "Meta counted this member as an invalid entry ({count} in its request) and did not add or remove it; \
+                 its identifiers were normalised and hashed by Sluice, so report this with the request's session"
+            )
+        };
+        if !removals.is_empty() {
+            let sent: Vec<&Member> = removals.iter().map(|(_, m)| *m).collect();
+            let refused = self.upload(context, &audience, Method::DELETE, &sent).await?;
+            for position in &refused {
+                outcomes[removals[*position].0] = Some(Outcome::rejected(invalid(refused.len())));
+            }
+        }
+        // A change whose old member could not be removed is not re-added under new identifiers.
+        additions.retain(|(index, _)| outcomes[*index].is_none());
+        if !additions.is_empty() {
+            let sent: Vec<&Member> = additions.iter().map(|(_, m)| *m).collect();
+            let refused = self.upload(context, &audience, Method::POST, &sent).await?;
+            for position in &refused {
+                outcomes[additions[*position].0] = Some(Outcome::rejected(invalid(refused.len())));
+            }
+        }
+        Ok(ops
+            .iter()
+            .zip(outcomes)
+            .map(|(op, outcome)| match (outcome, op) {
+                (Some(outcome), _) => outcome,
+                (None, MemberOp::Add(sent) | MemberOp::Remove(sent) | MemberOp::Replace { add: sent, .. }) => {
+                    // What was sent is what a later removal must send.
+                    let mut applied = Outcome::applied();
+                    applied.destination_id = Some(sent.to_destination_id());
+                    applied
+                }
+                (None, MemberOp::Reject(message)) => Outcome::rejected(message.clone()),
+            })
+            .collect())
+    }
+}

@@ -1,0 +1,150 @@
+//! End to end: an abandoned-cart audience synced with `mode: audience` to ad-platform fakes.
+//! Members who enter are added and members who leave are removed; identifiers arrive
+//! normalised and hashed (checked against the platforms' documented test vectors); batch limits
+//! and 429s go through the delivery layer; no plain value is stored in request captures.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use common::*;
+
+/// Meta's documented hash ("Hashing" section of the Customer File Custom Audiences guide):
+/// SHA-256 of `mary@example.com`.
+const MARY_EMAIL_SHA256: &str = "f1904cf1a9d73a55fa5de0ac823c4403ded71afd4c3248d00bdcd0866552bb79";
+/// SHA-256 of `33612345678`, Mary's French mobile as Meta wants it: digits with the country code
+/// (computed outside Sluice: `printf 33612345678 | sha256sum`).
+const MARY_PHONE_SHA256: &str = "8a3e7886c9335e82e02299fa3e87b46e2de3b0c63d56003e30a5029394a47661";
+
+/// Users 1..=4 abandoned a cart; user 1 is Mary, written the way people type.
+fn warehouse(dir: &Path) -> rusqlite::Connection {
+    let connection = rusqlite::Connection::open(dir.join("warehouse.db")).unwrap();
+    connection
+        .execute_batch(
+            "create table users (user_id integer primary key, email text, phone text, country text);
+             insert into users values (1, '  Mary@Example.com ', '06 12 34 56 78', 'FR');
+             with recursive n(i) as (select 2 union all select i + 1 from n where i < 10)
+             insert into users select i, 'user' || i || '@example.com', '+3361234000' || (i % 10), 'FR' from n;
+             create table events (event_id integer primary key, user_id integer, name text, occurred_at text);
+             insert into events (user_id, name, occurred_at)
+               select user_id, 'added_to_cart', datetime('now', '-2 days') from users where user_id <= 4;",
+        )
+        .unwrap();
+    connection
+}
+
+const MODELS: &str = r#"models:
+  users:
+    source: warehouse
+    table: users
+    primary_key: user_id
+    relations:
+      carts: { model: carts, join: { user_id: user_id } }
+      purchases: { model: purchases, join: { user_id: user_id } }
+  carts:
+    source: warehouse
+    sql: "select * from events where name = 'added_to_cart'"
+    primary_key: event_id
+    timestamp: occurred_at
+  purchases:
+    source: warehouse
+    sql: "select * from events where name = 'purchased'"
+    primary_key: event_id
+    timestamp: occurred_at
+audiences:
+  abandoned_cart:
+    parent: users
+    conditions:
+      event: carts
+      within_last: 7 days
+      then_not: { event: purchases }
+"#;
+
+fn write_project(dir: &Path, destination: &str, sync: &str) {
+    std::fs::write(
+        dir.join("sluice.yaml"),
+        format!(
+            "version: 1\nsources:\n  warehouse: {{ type: sqlite, path: warehouse.db }}\ndestinations:\n  ads: {destination}\n{MODELS}syncs:\n  carts_to_ads:\n{sync}"
+        ),
+    )
+    .unwrap();
+}
+
+/// User 2 buys (leaves the audience), user 5 adds to cart (enters).
+fn change_members(connection: &rusqlite::Connection) {
+    connection
+        .execute_batch(
+            "insert into events (user_id, name, occurred_at) values (2, 'purchased', datetime('now', '-1 hours'));
+             insert into events (user_id, name, occurred_at) values (5, 'added_to_cart', datetime('now', '-1 hours'));",
+        )
+        .unwrap();
+}
+
+/// Every captured request body of the project's runs, for the "only hashes leave" check.
+async fn captured_bodies(dir: &Path) -> String {
+    let mut all = String::new();
+    for run in ["1", "2"] {
+        let output = sluice_async(dir, &["runs", "show", run, "--requests", "--json"]).await;
+        assert!(output.status.success(), "{}", text(&output));
+        all.push_str(&String::from_utf8_lossy(&output.stdout));
+    }
+    assert!(all.contains("request_body"), "requests were captured: {all}");
+    all
+}
+
+fn assert_no_plain_values(captures: &str) {
+    for plain in ["Mary@Example.com", "mary@example.com", "user5@example.com", "06 12 34 56 78", "33612345678\""] {
+        assert!(!captures.contains(plain), "a plain value `{plain}` was captured");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn meta_audience_members_enter_and_leave_as_hashes() {
+    use sluice_fakes::meta::{Fault, MetaFake, MetaOptions, DEFAULT_ACCESS_TOKEN, DEFAULT_AUDIENCE_ID};
+    let fake = MetaFake::start(MetaOptions {
+        batch_limit: 2,
+        faults: vec![Fault::TooManyRequests { retry_after_secs: 1 }, Fault::Status(503)],
+        ..MetaOptions::default()
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let connection = warehouse(dir.path());
+    write_project(
+        dir.path(),
+        &format!(
+            "{{ type: meta, access_token: \"{DEFAULT_ACCESS_TOKEN}\", api_url: \"{}\", batch_size: 2, default_country: FR }}",
+            fake.base_url()
+        ),
+        &format!(
+            "    model: abandoned_cart\n    destination: ads\n    object: \"{DEFAULT_AUDIENCE_ID}\"\n    mode: audience\n    debug_requests: true\n    mapping: {{ email: email, phone: phone }}\n"
+        ),
+    );
+
+    let (code, report) = sync_json_async(dir.path(), "carts_to_ads").await;
+    assert_eq!(code, 0, "{report}");
+    assert_eq!(counts(&report), (4, 0, 0, 0));
+    let members = fake.members(DEFAULT_AUDIENCE_ID);
+    assert_eq!(members.len(), 4);
+    let mary = members.iter().find(|row| row.get("EMAIL").map(String::as_str) == Some(MARY_EMAIL_SHA256));
+    let mary = mary.unwrap_or_else(|| panic!("Mary's documented email hash is a member: {members:?}"));
+    assert_eq!(mary["PHONE"], MARY_PHONE_SHA256, "phone normalised to digits with the country code, then hashed");
+    let emails = |fake: &MetaFake| -> BTreeSet<String> {
+        fake.members(DEFAULT_AUDIENCE_ID).iter().filter_map(|r| r.get("EMAIL").cloned()).collect()
+    };
+    let before = emails(&fake);
+
+    change_members(&connection);
+    let (code, report) = sync_json_async(dir.path(), "carts_to_ads").await;
+    assert_eq!(code, 0, "{report}");
+    assert_eq!(counts(&report), (1, 0, 1, 0), "user 5 entered, user 2 left");
+    let after = emails(&fake);
+    assert_eq!(after.len(), 4);
+    assert_eq!(before.difference(&after).count(), 1, "one member removed");
+    assert_eq!(after.difference(&before).count(), 1, "one member added");
+    assert!(after.contains(MARY_EMAIL_SHA256));
+
+    assert_eq!(fake.invalid_requests(), 0, "every request met Meta's documented rules (≤ 2 rows each)");
+    assert!(fake.requests().len() >= 5, "4 members in batches of 2, a 429 and a 503 retried, then 2 more");
+    assert_no_plain_values(&captured_bodies(dir.path()).await);
+}

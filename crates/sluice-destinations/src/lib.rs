@@ -6,6 +6,8 @@ use std::path::Path;
 use sluice_config::{ConfigError, ConnectorSpec};
 use sluice_core::Destination;
 
+#[cfg(feature = "ads")]
+pub mod ads;
 #[cfg(feature = "file")]
 pub mod file;
 #[cfg(feature = "http")]

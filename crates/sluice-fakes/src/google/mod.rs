@@ -32,12 +32,13 @@
 //! * `…/v1/Destination`: `operatingAccount` (required `ProductAccount`), `loginAccount`,
 //!   `linkedAccount`, `productDestinationId` (required), `reference`. A `ProductAccount` has `accountId`
 //!   (required) and `accountType` or the deprecated `product` (one required; both must match).
-//! * `…/v1/AudienceMember`: exactly one of `userData` or `mobileData` (the fake refuses `pairData`,
-//!   `userIdData`, `ppidData`, `compositeData`: data-partner features), optional `consent`.
+//! * `…/v1/AudienceMember`: exactly one of `userData`, `mobileData` or `userIdData` (the fake refuses
+//!   `pairData`, `ppidData`, `compositeData`: data-partner features), optional `consent`.
 //! * `…/v1/UserData`: 1 to 10 `userIdentifiers`, each exactly one of `emailAddress`, `phoneNumber`
 //!   (SHA-256, HEX or BASE64 per `encoding`) or `address` (`givenName`, `familyName` hashed;
 //!   `regionCode` two upper-case letters, `postalCode`, both unhashed; all four required).
-//! * `…/v1/MobileData`: 1 to 10 `mobileIds`.
+//! * `…/v1/MobileData`: 1 to 10 `mobileIds`, each an IDFA or Android advertising id (a UUID).
+//! * `UserIdData`: `userId`, a non-empty string.
 //! * `…/v1/Consent`: `adUserData`, `adPersonalization` in `CONSENT_GRANTED`, `CONSENT_DENIED`,
 //!   `CONSENT_STATUS_UNSPECIFIED`.
 //! * `TermsOfService.customerMatchTermsOfServiceStatus` must be `ACCEPTED` on ingest (`TermsOfService`:
@@ -103,6 +104,9 @@ pub const DEFAULT_USER_LIST: &str = "5550001";
 
 /// The default account's mobile-id Customer Match list.
 pub const DEFAULT_MOBILE_USER_LIST: &str = "5550002";
+
+/// The default account's user-id Customer Match list.
+pub const DEFAULT_USER_ID_LIST: &str = "5550003";
 
 /// Options of a [`DataManagerFake`].
 #[derive(Debug, Clone)]
@@ -176,7 +180,8 @@ pub struct OperatingAccount {
 }
 
 impl OperatingAccount {
-    /// A Google Ads account with [`DEFAULT_USER_LIST`] and [`DEFAULT_MOBILE_USER_LIST`].
+    /// A Google Ads account with [`DEFAULT_USER_LIST`], [`DEFAULT_MOBILE_USER_LIST`] and
+    /// [`DEFAULT_USER_ID_LIST`].
     pub fn google_ads(account_id: &str) -> Self {
         Self {
             account_type: "GOOGLE_ADS".into(),
@@ -184,6 +189,7 @@ impl OperatingAccount {
             user_lists: vec![
                 UserList { id: DEFAULT_USER_LIST.into(), kind: UserListKind::ContactInfo },
                 UserList { id: DEFAULT_MOBILE_USER_LIST.into(), kind: UserListKind::MobileIds },
+                UserList { id: DEFAULT_USER_ID_LIST.into(), kind: UserListKind::UserIds },
             ],
         }
     }
@@ -198,13 +204,15 @@ pub struct UserList {
     pub kind: UserListKind,
 }
 
-/// Customer Match lists hold either contact information or mobile device ids.
+/// Customer Match lists hold contact information, mobile device ids or the advertiser's user ids.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum UserListKind {
     /// `userData` (emails, phones, addresses).
     ContactInfo,
     /// `mobileData` (advertising ids).
     MobileIds,
+    /// `userIdData` (the advertiser's user ids).
+    UserIds,
 }
 
 /// Per-project quotas of the IngestionService.
@@ -260,6 +268,8 @@ pub enum StoredIdentifier {
     },
     /// `mobileData.mobileIds[]`.
     MobileId(String),
+    /// `userIdData.userId`.
+    UserId(String),
 }
 
 /// A member of a user list: the identifiers one `AudienceMember` carried.
@@ -320,6 +330,7 @@ pub struct DataManagerState {
     pub(crate) options: DataManagerOptions,
     pub(crate) faults: VecDeque<Fault>,
     pub(crate) tokens: BTreeMap<String, AccessToken>,
+    pub(crate) issued: Vec<String>,
     pub(crate) window: VecDeque<Instant>,
     pub(crate) daily_used: u32,
     pub(crate) next_token: u64,
@@ -341,11 +352,17 @@ impl DataManagerState {
             faults: options.faults.iter().cloned().collect(),
             options,
             tokens: BTreeMap::new(),
+            issued: Vec::new(),
             window: VecDeque::new(),
             daily_used: 0,
             next_token: 1,
             next_request_id: 1,
         }
+    }
+
+    /// Access tokens issued by `POST /token`, oldest first.
+    pub fn issued_tokens(&self) -> &[String] {
+        &self.issued
     }
 
     /// The options the fake runs with; they may be changed while it runs.

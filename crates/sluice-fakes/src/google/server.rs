@@ -398,6 +398,7 @@ fn token(state: &mut DataManagerState, headers: &HeaderMap, bytes: &[u8]) -> Rep
     let access_token = format!("ya29.fake-access-token-{}", state.next_token);
     state.next_token += 1;
     state.tokens.insert(access_token.clone(), AccessToken { scope: app.scope.clone(), uses: 0, expired: false });
+    state.issued.push(access_token.clone());
     state.counters.token_refreshes += 1;
     Reply::json(
         200,
@@ -418,6 +419,17 @@ struct Destination {
 enum MemberData {
     User(Vec<StoredIdentifier>),
     Mobile(Vec<String>),
+    UserId(String),
+}
+
+impl MemberData {
+    fn list_kind(&self) -> UserListKind {
+        match self {
+            MemberData::User(_) => UserListKind::ContactInfo,
+            MemberData::Mobile(_) => UserListKind::MobileIds,
+            MemberData::UserId(_) => UserListKind::UserIds,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -743,6 +755,22 @@ fn mobile_data(value: &Value, path: &str, violations: &mut Vec<Violation>) -> Op
     Some(out)
 }
 
+fn user_id_data(value: &Value, path: &str, violations: &mut Vec<Violation>) -> Option<String> {
+    let field = format!("{path}.user_id_data");
+    let map = object(value, &field, &["userId"], violations)?;
+    match string(map, "userId", &format!("{field}.user_id"), violations) {
+        Some(id) if !id.trim().is_empty() => Some(id.to_string()),
+        _ => {
+            violations.push(Violation::new(
+                format!("{field}.user_id"),
+                "REQUIRED_FIELD_MISSING",
+                "Required field is missing.",
+            ));
+            None
+        }
+    }
+}
+
 fn parse_request(route: Route, value: &Value, max_members: usize) -> Result<Parsed, Vec<Violation>> {
     let mut violations = Vec::new();
     let allowed: &[&str] = match route {
@@ -920,6 +948,7 @@ fn parse_request(route: Route, value: &Value, max_members: usize) -> Result<Pars
                         user_data(&fields["userData"], &path, encoding, &mut violations).map(MemberData::User)
                     }
                     "mobileData" => mobile_data(&fields["mobileData"], &path, &mut violations).map(MemberData::Mobile),
+                    "userIdData" => user_id_data(&fields["userIdData"], &path, &mut violations).map(MemberData::UserId),
                     other => {
                         violations.push(Violation::new(
                             &path,
@@ -940,9 +969,8 @@ fn parse_request(route: Route, value: &Value, max_members: usize) -> Result<Pars
                     "Encoding is required for UserData uploads.",
                 ));
             }
-            let user = members.iter().any(|m| matches!(m.data, MemberData::User(_)));
-            let mobile = members.iter().any(|m| matches!(m.data, MemberData::Mobile(_)));
-            if user && mobile {
+            let kinds: Vec<UserListKind> = members.iter().map(|m| m.data.list_kind()).collect();
+            if kinds.windows(2).any(|pair| pair[0] != pair[1]) {
                 violations.push(Violation::new(
                     "audience_members",
                     "MULTIPLE_DATA_TYPES_NOT_ALLOWED",
@@ -1001,6 +1029,7 @@ fn stored(member: &Member) -> StoredMember {
     match &member.data {
         MemberData::User(ids) => ids.iter().cloned().collect(),
         MemberData::Mobile(ids) => ids.iter().map(|id| StoredIdentifier::MobileId(id.clone())).collect(),
+        MemberData::UserId(id) => StoredMember::from([StoredIdentifier::UserId(id.clone())]),
     }
 }
 
@@ -1031,11 +1060,7 @@ fn apply(state: &mut DataManagerState, route: Route, parsed: Parsed) -> Reply {
                 let wrong_type = parsed.members.iter().any(|m| {
                     let applies = m.references.is_empty()
                         || destination.reference.as_ref().is_some_and(|r| m.references.contains(r));
-                    applies
-                        && match m.data {
-                            MemberData::User(_) => list.kind != UserListKind::ContactInfo,
-                            MemberData::Mobile(_) => list.kind != UserListKind::MobileIds,
-                        }
+                    applies && m.data.list_kind() != list.kind
                 });
                 if wrong_type {
                     violations.push(Violation::new(
@@ -1063,6 +1088,9 @@ fn apply(state: &mut DataManagerState, route: Route, parsed: Parsed) -> Reply {
         // "If true, the request is validated but not executed. Only errors are returned, not results."
         return Reply::json(200, json!({}));
     }
+    // Removals are applied in one pass per list: every stored member sharing an identifier with a
+    // removed one goes.
+    let mut removed: std::collections::BTreeMap<(String, String), BTreeSet<StoredIdentifier>> = Default::default();
     for member in &parsed.members {
         let identifiers = stored(member);
         for destination in &parsed.destinations {
@@ -1071,17 +1099,22 @@ fn apply(state: &mut DataManagerState, route: Route, parsed: Parsed) -> Reply {
             if !applies {
                 continue;
             }
-            let list = state.lists.entry((destination.account_id.clone(), destination.list.clone())).or_default();
+            let key = (destination.account_id.clone(), destination.list.clone());
             match route {
                 Route::Ingest => {
-                    list.insert(identifiers.clone());
+                    state.lists.entry(key).or_default().insert(identifiers.clone());
                 }
-                _ => list.retain(|existing| existing.is_disjoint(&identifiers)),
+                _ => removed.entry(key).or_default().extend(identifiers.iter().cloned()),
             }
         }
         match route {
             Route::Ingest => state.counters.ingested += 1,
             _ => state.counters.removed += 1,
+        }
+    }
+    for (key, gone) in removed {
+        if let Some(list) = state.lists.get_mut(&key) {
+            list.retain(|existing| existing.is_disjoint(&gone));
         }
     }
     let request_id = format!("{:08x}-0000-4000-8000-{:012x}", fastrand::u32(..), state.next_request_id);

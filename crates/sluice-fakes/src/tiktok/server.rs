@@ -396,14 +396,21 @@ fn mapping(state: &mut TikTokState, headers: &HeaderMap, bytes: &[u8]) -> Served
         let message = format!("Custom audience {missing} does not exist.");
         return Served { reply: Reply::envelope(state, 40007, &message, json!({})), users, issues };
     }
+    // Deletes are applied in one pass per audience: every stored user sharing an id with a deleted
+    // one goes.
+    let mut deleted: std::collections::BTreeMap<&String, BTreeSet<StoredId>> = Default::default();
     for (user, audiences) in &parsed.users {
         for audience in audiences {
-            let stored = state.audiences.entry(audience.clone()).or_default();
             if parsed.delete {
-                stored.retain(|existing| existing.is_disjoint(user));
+                deleted.entry(audience).or_default().extend(user.iter().cloned());
             } else {
-                stored.insert(user.clone());
+                state.audiences.entry(audience.clone()).or_default().insert(user.clone());
             }
+        }
+    }
+    for (audience, gone) in deleted {
+        if let Some(stored) = state.audiences.get_mut(audience) {
+            stored.retain(|existing| existing.is_disjoint(&gone));
         }
     }
     Served { reply: Reply::envelope(state, 0, "OK", json!({})), users, issues }

@@ -516,3 +516,22 @@ async fn config_errors_name_the_key_and_the_account_hides_secrets() {
     assert!(!destination.account_key().contains("refresh"));
     assert!(destination.identity().contains(DEFAULT_ACCOUNT_ID));
 }
+
+#[tokio::test]
+async fn a_slow_answer_times_out_as_transient_and_expiry_mid_sync_is_survived() {
+    let fake = DataManagerFake::start(DataManagerOptions::default()).await;
+    let destination = GoogleDestination::new(config(&fake, json!({ "timeout_seconds": 1 })), None).unwrap();
+    let ctx = context(DEFAULT_USER_LIST);
+    let one = batch(&["email"], vec![change(ChangeOp::Insert, "1", &["dana@example.com"], None)]);
+    fake.inject_fault(Fault::Delay(Duration::from_millis(1_500)));
+    let error = destination.write(&ctx, &one).await.unwrap_err();
+    assert_eq!(error.class, ErrorClass::Transient, "{}", error.message);
+    assert!(error.message.contains("timed out"), "{}", error.message);
+
+    // Tokens expiring between two requests of one write: refreshed once, nothing lost.
+    fake.inject_fault(Fault::ExpireTokens);
+    applied_ids(&destination.write(&ctx, &one).await.unwrap());
+    assert_eq!(fake.members(DEFAULT_USER_LIST).len(), 1);
+    assert_eq!(fake.state().counters.unauthorized, 1);
+    assert_eq!(fake.invalid_requests(), 0);
+}

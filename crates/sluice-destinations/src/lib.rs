@@ -10,6 +10,8 @@ use sluice_core::Destination;
 pub mod ads;
 #[cfg(feature = "file")]
 pub mod file;
+#[cfg(feature = "google")]
+pub mod google;
 #[cfg(feature = "http")]
 pub mod http;
 #[cfg(feature = "hubspot")]
@@ -20,6 +22,8 @@ pub mod meta;
 pub mod postgres;
 #[cfg(feature = "salesforce")]
 pub mod salesforce;
+#[cfg(feature = "tiktok")]
+pub mod tiktok;
 #[cfg(feature = "webhook")]
 pub mod webhook;
 
@@ -28,6 +32,8 @@ pub fn supported_types() -> Vec<&'static str> {
     vec![
         #[cfg(feature = "file")]
         "file",
+        #[cfg(feature = "google")]
+        "google_customer_match",
         #[cfg(feature = "hubspot")]
         "hubspot",
         #[cfg(feature = "meta")]
@@ -36,6 +42,8 @@ pub fn supported_types() -> Vec<&'static str> {
         "postgres",
         #[cfg(feature = "salesforce")]
         "salesforce",
+        #[cfg(feature = "tiktok")]
+        "tiktok_audiences",
         #[cfg(feature = "webhook")]
         "webhook",
     ]
@@ -91,6 +99,19 @@ pub fn build_with(
                 salesforce::SalesforceDestination::new(config, credentials)
                     .map_err(|(key, message)| spec.error(key, message))?,
             ))
+        }
+        #[cfg(feature = "google")]
+        "google_customer_match" => {
+            let config: google::GoogleConfig = spec.decode()?;
+            Ok(Box::new(
+                google::GoogleDestination::new(config, credentials)
+                    .map_err(|(key, message)| spec.error(key, message))?,
+            ))
+        }
+        #[cfg(feature = "tiktok")]
+        "tiktok_audiences" => {
+            let config: tiktok::TikTokConfig = spec.decode()?;
+            Ok(Box::new(tiktok::TikTokDestination::new(config).map_err(|(key, message)| spec.error(key, message))?))
         }
         other => Err(spec.error(
             "type",

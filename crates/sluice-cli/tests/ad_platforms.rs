@@ -17,19 +17,19 @@ const MARY_EMAIL_SHA256: &str = "f1904cf1a9d73a55fa5de0ac823c4403ded71afd4c3248d
 /// (computed outside Sluice: `printf 33612345678 | sha256sum`).
 const MARY_PHONE_SHA256: &str = "8a3e7886c9335e82e02299fa3e87b46e2de3b0c63d56003e30a5029394a47661";
 
-/// Users 1..=4 abandoned a cart; user 1 is Mary, written the way people type.
-fn warehouse(dir: &Path) -> rusqlite::Connection {
+/// Users 1..=4 abandoned a cart; user 1 has `first_email`, written the way people type.
+fn warehouse(dir: &Path, first_email: &str) -> rusqlite::Connection {
     let connection = rusqlite::Connection::open(dir.join("warehouse.db")).unwrap();
     connection
-        .execute_batch(
+        .execute_batch(&format!(
             "create table users (user_id integer primary key, email text, phone text, country text);
-             insert into users values (1, '  Mary@Example.com ', '06 12 34 56 78', 'FR');
+             insert into users values (1, '{first_email}', '06 12 34 56 78', 'FR');
              with recursive n(i) as (select 2 union all select i + 1 from n where i < 10)
              insert into users select i, 'user' || i || '@example.com', '+3361234000' || (i % 10), 'FR' from n;
              create table events (event_id integer primary key, user_id integer, name text, occurred_at text);
              insert into events (user_id, name, occurred_at)
-               select user_id, 'added_to_cart', datetime('now', '-2 days') from users where user_id <= 4;",
-        )
+               select user_id, 'added_to_cart', datetime('now', '-2 days') from users where user_id <= 4;"
+        ))
         .unwrap();
     connection
 }
@@ -94,7 +94,7 @@ async fn captured_bodies(dir: &Path) -> String {
 }
 
 fn assert_no_plain_values(captures: &str) {
-    for plain in ["Mary@Example.com", "mary@example.com", "user5@example.com", "06 12 34 56 78", "33612345678\""] {
+    for plain in ["@Example.com", "@example.com", "@gmail.com", "06 12 34 56 78", "33612345678\""] {
         assert!(!captures.contains(plain), "a plain value `{plain}` was captured");
     }
 }
@@ -109,7 +109,7 @@ async fn meta_audience_members_enter_and_leave_as_hashes() {
     })
     .await;
     let dir = tempfile::tempdir().unwrap();
-    let connection = warehouse(dir.path());
+    let connection = warehouse(dir.path(), "  Mary@Example.com ");
     write_project(
         dir.path(),
         &format!(
@@ -146,5 +146,133 @@ async fn meta_audience_members_enter_and_leave_as_hashes() {
 
     assert_eq!(fake.invalid_requests(), 0, "every request met Meta's documented rules (≤ 2 rows each)");
     assert!(fake.requests().len() >= 5, "4 members in batches of 2, a 429 and a 503 retried, then 2 more");
+    assert_no_plain_values(&captured_bodies(dir.path()).await);
+}
+
+/// Google's documented hash of `danam@example.com`, the formatted `DanaM@example.com` of its
+/// quickstart (https://developers.google.com/data-manager/api/get-started/quickstart/send-audience-members).
+const DANAM_SHA256: &str = "1df6b43bc68dd38eca94e6a65b4f466ae537b796c81a526918b40ac4a7b906c7";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn google_customer_match_members_enter_and_leave_through_a_token_refresh() {
+    use sluice_fakes::google::{
+        DataManagerFake, DataManagerOptions, Fault, OAuthApp, StoredIdentifier, DEFAULT_ACCOUNT_ID, DEFAULT_USER_LIST,
+    };
+    let fake = DataManagerFake::start(DataManagerOptions {
+        max_members: 2,
+        faults: vec![Fault::TooManyRequests { retry_after_secs: Some(1) }, Fault::ExpireTokens, Fault::Status(503)],
+        ..DataManagerOptions::default()
+    })
+    .await;
+    let app = OAuthApp::default();
+    let dir = tempfile::tempdir().unwrap();
+    let connection = warehouse(dir.path(), " DanaM@example.com ");
+    write_project(
+        dir.path(),
+        &format!(
+            "{{ type: google_customer_match, oauth: {{ client_id: \"{}\", client_secret: \"{}\", refresh_token: \"{}\" }}, \
+             operating_account: {{ account_type: GOOGLE_ADS, account_id: \"{DEFAULT_ACCOUNT_ID}\" }}, customer_match_terms_accepted: true, \
+             consent: {{ ad_user_data: granted, ad_personalization: granted }}, api_url: \"{}\", token_url: \"{}\", batch_size: 2, default_country: FR }}",
+            app.client_id,
+            app.client_secret,
+            app.refresh_token,
+            fake.base_url(),
+            fake.token_url()
+        ),
+        &format!(
+            "    model: abandoned_cart\n    destination: ads\n    object: \"{DEFAULT_USER_LIST}\"\n    mode: audience\n    debug_requests: true\n    mapping: {{ email: email, phone: phone }}\n"
+        ),
+    );
+    let emails = |fake: &DataManagerFake| -> BTreeSet<String> {
+        fake.members(DEFAULT_USER_LIST)
+            .iter()
+            .flat_map(|m| m.iter())
+            .filter_map(|i| match i {
+                StoredIdentifier::Email(hash) => Some(hash.clone()),
+                _ => None,
+            })
+            .collect()
+    };
+
+    let (code, report) = sync_json_async(dir.path(), "carts_to_ads").await;
+    assert_eq!(code, 0, "{report}");
+    assert_eq!(counts(&report), (4, 0, 0, 0));
+    let before = emails(&fake);
+    assert_eq!(before.len(), 4);
+    assert!(before.contains(DANAM_SHA256), "Google's documented hash: {before:?}");
+    let phones: BTreeSet<StoredIdentifier> = fake
+        .members(DEFAULT_USER_LIST)
+        .into_iter()
+        .flatten()
+        .filter(|i| matches!(i, StoredIdentifier::Phone(_)))
+        .collect();
+    // SHA-256 of "+33612345678": Google wants E.164 with the plus (printf +33612345678 | sha256sum).
+    let dana_phone = "42d573cfc315801d4cd8eddd5416b416a0bf298b9b9e12d6b07442c91db42bd8";
+    assert!(phones.contains(&StoredIdentifier::Phone(dana_phone.into())), "phones are hashed E.164: {phones:?}");
+
+    change_members(&connection);
+    let (code, report) = sync_json_async(dir.path(), "carts_to_ads").await;
+    assert_eq!(code, 0, "{report}");
+    assert_eq!(counts(&report), (1, 0, 1, 0), "user 5 entered, user 2 left");
+    let after = emails(&fake);
+    assert_eq!(after.len(), 4);
+    assert_eq!(before.difference(&after).count(), 1);
+    assert!(after.contains(DANAM_SHA256));
+    assert_eq!(fake.invalid_requests(), 0, "every request met the documented shape (≤ 2 members each)");
+    assert_no_plain_values(&captured_bodies(dir.path()).await);
+}
+
+/// TikTok's documented hash of `janedoe@gmail.com`
+/// (https://ads.tiktok.com/help/article/how-to-create-a-custom-audience-with-a-customer-file).
+const JANEDOE_SHA256: &str = "d6117306485ed0e50afab3ac871e98f81699151f30281527d63ff5f233656c69";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tiktok_audience_members_enter_and_leave_as_hashes() {
+    use sluice_fakes::tiktok::{
+        Fault, TikTokFake, TikTokOptions, DEFAULT_ACCESS_TOKEN, DEFAULT_ADVERTISER_ID, DEFAULT_AUDIENCE_ID,
+    };
+    let fake = TikTokFake::start(TikTokOptions {
+        batch_limit: 2,
+        faults: vec![Fault::RateLimited, Fault::Http(503)],
+        ..TikTokOptions::default()
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let connection = warehouse(dir.path(), "JaneDoe@gmail.com ");
+    write_project(
+        dir.path(),
+        &format!(
+            "{{ type: tiktok_audiences, access_token: \"{DEFAULT_ACCESS_TOKEN}\", advertiser_id: \"{DEFAULT_ADVERTISER_ID}\", api_url: \"{}\", batch_size: 2, default_country: FR }}",
+            fake.base_url()
+        ),
+        &format!(
+            "    model: abandoned_cart\n    destination: ads\n    object: \"{DEFAULT_AUDIENCE_ID}\"\n    mode: audience\n    debug_requests: true\n    mapping: {{ email: email, phone: phone }}\n"
+        ),
+    );
+    let emails = |fake: &TikTokFake| -> BTreeSet<String> {
+        fake.members(DEFAULT_AUDIENCE_ID)
+            .into_iter()
+            .flatten()
+            .filter(|(schema, _)| schema == "EMAIL_SHA256")
+            .map(|(_, id)| id)
+            .collect()
+    };
+
+    let (code, report) = sync_json_async(dir.path(), "carts_to_ads").await;
+    assert_eq!(code, 0, "{report}");
+    assert_eq!(counts(&report), (4, 0, 0, 0));
+    let before = emails(&fake);
+    assert_eq!(before.len(), 4);
+    assert!(before.contains(JANEDOE_SHA256), "TikTok's documented hash: {before:?}");
+
+    change_members(&connection);
+    let (code, report) = sync_json_async(dir.path(), "carts_to_ads").await;
+    assert_eq!(code, 0, "{report}");
+    assert_eq!(counts(&report), (1, 0, 1, 0), "user 5 entered, user 2 left");
+    let after = emails(&fake);
+    assert_eq!(after.len(), 4);
+    assert_eq!(before.difference(&after).count(), 1);
+    assert!(after.contains(JANEDOE_SHA256));
+    assert_eq!(fake.invalid_requests(), 0, "every request met the documented shape (≤ 2 users each)");
     assert_no_plain_values(&captured_bodies(dir.path()).await);
 }

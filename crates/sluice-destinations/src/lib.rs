@@ -8,16 +8,22 @@ use sluice_core::Destination;
 
 #[cfg(feature = "ads")]
 pub mod ads;
+#[cfg(any(feature = "linkedin", feature = "snapchat"))]
+mod audience_sync;
 #[cfg(feature = "file")]
 pub mod file;
 #[cfg(feature = "http")]
 pub mod http;
 #[cfg(feature = "hubspot")]
 pub mod hubspot;
+#[cfg(feature = "linkedin")]
+pub mod linkedin;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 #[cfg(feature = "salesforce")]
 pub mod salesforce;
+#[cfg(feature = "snapchat")]
+pub mod snapchat;
 #[cfg(feature = "webhook")]
 pub mod webhook;
 
@@ -28,10 +34,14 @@ pub fn supported_types() -> Vec<&'static str> {
         "file",
         #[cfg(feature = "hubspot")]
         "hubspot",
+        #[cfg(feature = "linkedin")]
+        "linkedin",
         #[cfg(feature = "postgres")]
         "postgres",
         #[cfg(feature = "salesforce")]
         "salesforce",
+        #[cfg(feature = "snapchat")]
+        "snapchat",
         #[cfg(feature = "webhook")]
         "webhook",
     ]
@@ -70,6 +80,14 @@ pub fn build_with(
                     .map_err(|(key, message)| spec.error(key, message))?,
             ))
         }
+        #[cfg(feature = "linkedin")]
+        "linkedin" => {
+            let config: linkedin::LinkedInConfig = spec.decode()?;
+            Ok(Box::new(
+                linkedin::LinkedInDestination::new(config, credentials)
+                    .map_err(|(key, message)| spec.error(key, message))?,
+            ))
+        }
         #[cfg(feature = "postgres")]
         "postgres" => {
             let config: postgres::PostgresDestinationConfig = spec.decode()?;
@@ -80,6 +98,14 @@ pub fn build_with(
             let config: salesforce::SalesforceConfig = spec.decode()?;
             Ok(Box::new(
                 salesforce::SalesforceDestination::new(config, credentials)
+                    .map_err(|(key, message)| spec.error(key, message))?,
+            ))
+        }
+        #[cfg(feature = "snapchat")]
+        "snapchat" => {
+            let config: snapchat::SnapchatConfig = spec.decode()?;
+            Ok(Box::new(
+                snapchat::SnapchatDestination::new(config, credentials)
                     .map_err(|(key, message)| spec.error(key, message))?,
             ))
         }

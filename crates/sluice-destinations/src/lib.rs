@@ -8,6 +8,8 @@ use sluice_core::Destination;
 
 #[cfg(feature = "ads")]
 pub mod ads;
+#[cfg(any(feature = "linkedin", feature = "snapchat"))]
+mod audience_sync;
 #[cfg(feature = "file")]
 pub mod file;
 #[cfg(feature = "google")]
@@ -16,12 +18,16 @@ pub mod google;
 pub mod http;
 #[cfg(feature = "hubspot")]
 pub mod hubspot;
+#[cfg(feature = "linkedin")]
+pub mod linkedin;
 #[cfg(feature = "meta")]
 pub mod meta;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 #[cfg(feature = "salesforce")]
 pub mod salesforce;
+#[cfg(feature = "snapchat")]
+pub mod snapchat;
 #[cfg(feature = "tiktok")]
 pub mod tiktok;
 #[cfg(feature = "webhook")]
@@ -38,12 +44,16 @@ pub fn supported_types() -> Vec<&'static str> {
         "hubspot",
         #[cfg(feature = "meta")]
         "meta",
+        #[cfg(feature = "linkedin")]
+        "linkedin",
         #[cfg(feature = "postgres")]
         "postgres",
         #[cfg(feature = "salesforce")]
         "salesforce",
         #[cfg(feature = "tiktok")]
         "tiktok_audiences",
+        #[cfg(feature = "snapchat")]
+        "snapchat",
         #[cfg(feature = "webhook")]
         "webhook",
     ]
@@ -87,6 +97,14 @@ pub fn build_with(
             let config: meta::MetaConfig = spec.decode()?;
             Ok(Box::new(meta::MetaDestination::new(config).map_err(|(key, message)| spec.error(key, message))?))
         }
+        #[cfg(feature = "linkedin")]
+        "linkedin" => {
+            let config: linkedin::LinkedInConfig = spec.decode()?;
+            Ok(Box::new(
+                linkedin::LinkedInDestination::new(config, credentials)
+                    .map_err(|(key, message)| spec.error(key, message))?,
+            ))
+        }
         #[cfg(feature = "postgres")]
         "postgres" => {
             let config: postgres::PostgresDestinationConfig = spec.decode()?;
@@ -112,6 +130,14 @@ pub fn build_with(
         "tiktok_audiences" => {
             let config: tiktok::TikTokConfig = spec.decode()?;
             Ok(Box::new(tiktok::TikTokDestination::new(config).map_err(|(key, message)| spec.error(key, message))?))
+        }
+        #[cfg(feature = "snapchat")]
+        "snapchat" => {
+            let config: snapchat::SnapchatConfig = spec.decode()?;
+            Ok(Box::new(
+                snapchat::SnapchatDestination::new(config, credentials)
+                    .map_err(|(key, message)| spec.error(key, message))?,
+            ))
         }
         other => Err(spec.error(
             "type",

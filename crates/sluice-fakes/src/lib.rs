@@ -2,7 +2,10 @@
 
 pub mod google;
 pub mod hubspot;
+pub mod linkedin;
 pub mod meta;
 pub mod openapi;
 pub mod salesforce;
+pub mod snapchat;
+mod support;
 pub mod tiktok;

@@ -201,7 +201,7 @@ pub async fn plan(project: &Path, sync: &str, samples: usize) -> anyhow::Result<
     let store = workspace.state().await?;
     let parts = workspace.parts(spec, Some(&store))?;
     let job = workspace.job(spec, &parts, store.as_ref());
-    let identity = parts.destination.identity();
+    let identity = job.target_identity();
     let stored = store.target_identity(sync).await?;
     let same_target = stored.as_deref().is_none_or(|s| s == identity);
     let plan = sluice_engine::plan(&job, same_target, false, &NoProgress).await?;

@@ -44,6 +44,18 @@ pub struct SyncJob<'a> {
     pub debug_requests: bool,
 }
 
+impl SyncJob<'_> {
+    /// What the sync's snapshot describes: the destination, and the object written to when the
+    /// sync names one (another HubSpot object, another ad audience). When it changes, the
+    /// snapshot no longer says what the target holds, and every record is sent again.
+    pub fn target_identity(&self) -> String {
+        match self.object {
+            Some(object) => format!("{} object {object}", self.destination.identity()),
+            None => self.destination.identity(),
+        }
+    }
+}
+
 /// Reports progress to whoever is watching (a progress bar, or nothing).
 pub trait Progress: Send + Sync {
     /// The plan is known: this many changes will be delivered.

@@ -34,7 +34,7 @@ pub async fn run_sync(job: &SyncJob<'_>, progress: &dyn Progress) -> Result<RunR
     let started = Instant::now();
     let _lock = job.store.lock(job.sync).await?;
     crate::spill::remove_stale(&job.spill_dir, job.sync);
-    let start = job.store.start_run(job.sync, &job.destination.identity()).await?;
+    let start = job.store.start_run(job.sync, &job.target_identity()).await?;
     // Captured requests hold row values: they are opt-in, and kept for a bounded time.
     job.store.prune_captures(chrono::Utc::now() - CAPTURE_RETENTION).await?;
     if start.snapshot_reset {

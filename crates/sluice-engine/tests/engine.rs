@@ -343,3 +343,34 @@ async fn ids_the_tool_returned_come_back_with_later_deletes() {
     assert_eq!(report.counts.deleted, 1);
     assert_eq!(*tool.deleted_ids.lock().unwrap(), vec![Some("tool-2".to_string())]);
 }
+
+#[tokio::test]
+async fn audience_mode_adds_who_enters_and_removes_who_leaves() {
+    let fixture = Fixture::new(5);
+    let report = run_sync(&fixture.job(SyncMode::Audience), &NoProgress).await.unwrap();
+    assert_eq!(report.counts.inserted, 5);
+    fixture.sent();
+    fixture.edit(|rows| {
+        rows.remove(0);
+        rows.push((9, "nine@x.io".into()));
+    });
+    let report = run_sync(&fixture.job(SyncMode::Audience), &NoProgress).await.unwrap();
+    assert_eq!((report.counts.inserted, report.counts.deleted), (1, 1));
+    let sent = fixture.sent();
+    assert_eq!(sent.len(), 2);
+    assert!(sent.contains(&(ChangeOp::Insert, "9".to_string())), "{sent:?}");
+    assert!(sent.contains(&(ChangeOp::Delete, "1".to_string())), "{sent:?}");
+}
+
+#[tokio::test]
+async fn a_sync_pointed_at_another_object_sends_everything_again() {
+    let fixture = Fixture::new(4);
+    let first = SyncJob { object: Some("audience-1"), ..fixture.job(SyncMode::Audience) };
+    assert_eq!(run_sync(&first, &NoProgress).await.unwrap().counts.inserted, 4);
+    fixture.sent();
+    assert_eq!(run_sync(&first, &NoProgress).await.unwrap().plan.changes(), 0);
+    let moved = SyncJob { object: Some("audience-2"), ..fixture.job(SyncMode::Audience) };
+    let report = run_sync(&moved, &NoProgress).await.unwrap();
+    assert!(report.snapshot_reset, "the snapshot described audience-1");
+    assert_eq!(report.counts.inserted, 4, "every member goes to the new audience");
+}

@@ -12,7 +12,8 @@ use sluice_core::{
 };
 use sluice_destinations::linkedin::{LinkedInConfig, LinkedInDestination};
 use sluice_fakes::linkedin::{
-    Fault, LinkedInFake, LinkedInOptions, RejectRule, SegmentDef, COMPANY_SEGMENT, DEFAULT_ACCOUNT, DEFAULT_SEGMENT,
+    Fault, LinkedInFake, LinkedInOptions, RejectRule, SegmentDef, UserAttributes, COMPANY_SEGMENT, DEFAULT_ACCOUNT,
+    DEFAULT_SEGMENT,
 };
 
 /// SHA-256 of "mary@example.com", as Meta's Custom Audiences docs print it ("Hashing" section):
@@ -26,8 +27,13 @@ const ADA_NEW: &str = "abc3a57b8df259fe981cdac132e38dbfeef3f95cd6df081f20be94361
 /// `printf %s grace@example.com | sha256sum`.
 const GRACE: &str = "b533d4547eaa5a0fa955965a1ca393ccd2ea013032a105726f232eb41bddc4fa";
 
+/// An Android advertising id as typed, and as sent (GOOGLE_AID, lowercase: a plain device id).
+const MAID: &str = "6D92078A-8246-4BA4-AE5B-76104861E7DC";
+const MAID_SENT: &str = "6d92078a-8246-4ba4-ae5b-76104861e7dc";
+
 const SYNC: &str = "vip_to_linkedin";
-const FIELDS: [&str; 4] = ["email", "first_name", "country", "mobile_ad_id"];
+/// The only identifiers LinkedIn is sent: names and country are refused (LinkedIn takes them plain).
+const FIELDS: [&str; 2] = ["email", "mobile_ad_id"];
 
 fn config(fake: &LinkedInFake, extra: serde_json::Value) -> LinkedInConfig {
     let mut value = json!({
@@ -78,8 +84,8 @@ fn text(value: Option<&str>) -> Value {
     value.map_or(Value::Null, |t| Value::Text(t.into()))
 }
 
-/// A change to a member: email, first name, country, mobile ad id.
-fn person(op: ChangeOp, key: &str, values: [Option<&str>; 4], destination_id: Option<String>) -> Change {
+/// A change to a member: email, mobile ad id.
+fn person(op: ChangeOp, key: &str, values: [Option<&str>; 2], destination_id: Option<String>) -> Change {
     Change {
         op,
         key: key.into(),
@@ -118,6 +124,32 @@ fn assert_nothing_plain(sink: &CaptureSink, outcomes: &[Outcome], plain: &[&str]
     }
 }
 
+/// Asserts that every destination id is made only of `email:<64 lowercase hex>` and
+/// `mobile_ad_id:<lowercase UUID>` parts: nothing plain but the device id is ever stored.
+fn assert_wire_only_ids(outcomes: &[Outcome]) {
+    for id in outcomes.iter().filter_map(|o| o.destination_id.as_deref()) {
+        for part in id.split('|') {
+            let ok = match part.split_once(':') {
+                Some(("email", hash)) => {
+                    hash.len() == 64 && hash.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+                }
+                Some(("mobile_ad_id", maid)) => {
+                    maid.len() == 36
+                        && maid.char_indices().all(|(i, c)| {
+                            if matches!(i, 8 | 13 | 18 | 23) {
+                                c == '-'
+                            } else {
+                                c.is_ascii_digit() || ('a'..='f').contains(&c)
+                            }
+                        })
+                }
+                _ => false,
+            };
+            assert!(ok, "destination id part {part:?} of {id:?} is not a digest or a device id");
+        }
+    }
+}
+
 async fn prepared(fake: &LinkedInFake, mode: SyncMode) -> LinkedInDestination {
     let destination = destination(fake);
     destination.prepare(&target(mode, &FIELDS, Some(DEFAULT_SEGMENT))).await.unwrap();
@@ -130,36 +162,35 @@ async fn members_who_enter_are_added_with_sha256_emails() {
     let destination = prepared(&fake, SyncMode::Audience).await;
     let (context, sink) = context(SyncMode::Audience);
     let changes = batch(vec![
-        person(ChangeOp::Insert, "1", [Some("  Mary@Example.COM "), Some("Mary"), Some("us"), None], None),
-        person(
-            ChangeOp::Insert,
-            "2",
-            [Some("ada@example.com"), None, None, Some("6D92078A-8246-4BA4-AE5B-76104861E7DC")],
-            None,
-        ),
+        person(ChangeOp::Insert, "1", [Some("  Mary@Example.COM "), None], None),
+        person(ChangeOp::Insert, "2", [Some("ada@example.com"), Some(MAID)], None),
     ]);
     let outcomes = destination.write(&context, &changes).await.unwrap();
     assert!(outcomes.iter().all(|o| o.status == OutcomeStatus::Applied), "{outcomes:?}");
     assert_eq!(
         fake.members(DEFAULT_SEGMENT),
-        [email_id(MARY), email_id(ADA), "GOOGLE_AID:6d92078a-8246-4ba4-ae5b-76104861e7dc".to_string()]
-            .into_iter()
-            .collect()
+        [email_id(MARY), email_id(ADA), format!("GOOGLE_AID:{MAID_SENT}")].into_iter().collect()
     );
-    let mary = fake.attributes(DEFAULT_SEGMENT, &email_id(MARY)).unwrap();
-    assert_eq!((mary.first_name.as_deref(), mary.country.as_deref()), (Some("Mary"), Some("US")));
+    // Nothing but user ids: no name, title, company or country is stored with a member.
+    assert_eq!(fake.attributes(DEFAULT_SEGMENT, &email_id(MARY)), Some(UserAttributes::default()));
     // The destination id is the member as sent: only wire values.
-    assert_eq!(
-        outcomes[0].destination_id.as_deref(),
-        Some(format!("email:{MARY}|first_name:Mary|country:US").as_str())
-    );
-    assert_eq!(
-        outcomes[1].destination_id.as_deref(),
-        Some(format!("email:{ADA}|mobile_ad_id:6d92078a-8246-4ba4-ae5b-76104861e7dc").as_str())
-    );
+    assert_eq!(outcomes[0].destination_id.as_deref(), Some(format!("email:{MARY}").as_str()));
+    assert_eq!(outcomes[1].destination_id.as_deref(), Some(format!("email:{ADA}|mobile_ad_id:{MAID_SENT}").as_str()));
+    assert_wire_only_ids(&outcomes);
     assert_nothing_plain(&sink, &outcomes, &["mary@example.com", "Mary@Example.COM", "ada@example.com"]);
     let request = fake.requests().into_iter().find(|r| r.path.ends_with("/users")).unwrap();
     assert_eq!((request.method.as_str(), request.elements), ("POST", 2));
+    let body: serde_json::Value = serde_json::from_str(&request.body).unwrap();
+    assert_eq!(
+        body,
+        json!({ "elements": [
+            { "action": "ADD", "userIds": [{ "idType": "SHA256_EMAIL", "idValue": MARY }] },
+            { "action": "ADD", "userIds": [
+                { "idType": "SHA256_EMAIL", "idValue": ADA },
+                { "idType": "GOOGLE_AID", "idValue": MAID_SENT },
+            ] },
+        ]})
+    );
     assert_eq!(fake.invalid_requests(), 0, "{:?}", fake.problems());
 }
 
@@ -169,8 +200,8 @@ async fn members_who_leave_are_removed_with_what_was_sent() {
     let destination = prepared(&fake, SyncMode::Audience).await;
     let (context, sink) = context(SyncMode::Audience);
     let entered = batch(vec![
-        person(ChangeOp::Insert, "1", [Some("ada@example.com"), Some("Ada"), None, None], None),
-        person(ChangeOp::Insert, "2", [Some("grace@example.com"), None, None, None], None),
+        person(ChangeOp::Insert, "1", [Some("ada@example.com"), None], None),
+        person(ChangeOp::Insert, "2", [Some("grace@example.com"), None], None),
     ]);
     let ids: Vec<Option<String>> =
         destination.write(&context, &entered).await.unwrap().into_iter().map(|o| o.destination_id).collect();
@@ -188,10 +219,10 @@ async fn members_who_leave_are_removed_with_what_was_sent() {
         body,
         json!({ "elements": [{
             "action": "REMOVE",
-            "firstName": "Ada",
             "userIds": [{ "idType": "SHA256_EMAIL", "idValue": ADA }],
         }]})
     );
+    assert_wire_only_ids(&outcomes);
     assert_nothing_plain(&sink, &outcomes, &["ada@example.com", "grace@example.com"]);
     assert_eq!(fake.invalid_requests(), 0, "{:?}", fake.problems());
 }
@@ -201,15 +232,14 @@ async fn a_changed_identifier_removes_the_old_member_then_adds_the_new() {
     let fake = LinkedInFake::start(LinkedInOptions::default()).await;
     let destination = prepared(&fake, SyncMode::Audience).await;
     let (context, _) = context(SyncMode::Audience);
-    let first = batch(vec![person(ChangeOp::Insert, "1", [Some("ada@example.com"), Some("Ada"), None, None], None)]);
+    let first = batch(vec![person(ChangeOp::Insert, "1", [Some("ada@example.com"), None], None)]);
     let old = destination.write(&context, &first).await.unwrap()[0].destination_id.clone();
 
-    // Same e-mail, new first name; and a new e-mail for another record.
-    let changed =
-        batch(vec![person(ChangeOp::Update, "1", [Some("ada@new.example"), Some("Augusta"), None, None], old)]);
+    // A new e-mail: the old member is removed, the new one added.
+    let changed = batch(vec![person(ChangeOp::Update, "1", [Some("ada@new.example"), None], old)]);
     let outcomes = destination.write(&context, &changed).await.unwrap();
     assert_eq!(outcomes[0].status, OutcomeStatus::Applied, "{outcomes:?}");
-    assert_eq!(outcomes[0].destination_id.as_deref(), Some(format!("email:{ADA_NEW}|first_name:Augusta").as_str()));
+    assert_eq!(outcomes[0].destination_id.as_deref(), Some(format!("email:{ADA_NEW}").as_str()));
     assert_eq!(fake.members(DEFAULT_SEGMENT), [email_id(ADA_NEW)].into_iter().collect());
     let bodies: Vec<serde_json::Value> = fake
         .requests()
@@ -223,13 +253,16 @@ async fn a_changed_identifier_removes_the_old_member_then_adds_the_new() {
     assert_eq!(bodies[2]["elements"][0]["action"], "ADD");
     assert_eq!(bodies[2]["elements"][0]["userIds"][0]["idValue"], ADA_NEW);
 
-    // A name-only change keeps the e-mail: removed first, then added again, never lost.
-    let renamed_from = outcomes[0].destination_id.clone();
-    let renamed =
-        batch(vec![person(ChangeOp::Update, "1", [Some("ada@new.example"), Some("Ada"), None, None], renamed_from)]);
-    assert_eq!(destination.write(&context, &renamed).await.unwrap()[0].status, OutcomeStatus::Applied);
-    let stored = fake.attributes(DEFAULT_SEGMENT, &email_id(ADA_NEW)).expect("still a member");
-    assert_eq!(stored.first_name.as_deref(), Some("Ada"));
+    // A device id added keeps the e-mail: removed first, then added again, never lost.
+    let from = outcomes[0].destination_id.clone();
+    let with_maid = batch(vec![person(ChangeOp::Update, "1", [Some("ada@new.example"), Some(MAID)], from)]);
+    let outcomes = destination.write(&context, &with_maid).await.unwrap();
+    assert_eq!(outcomes[0].status, OutcomeStatus::Applied, "{outcomes:?}");
+    assert_eq!(
+        fake.members(DEFAULT_SEGMENT),
+        [email_id(ADA_NEW), format!("GOOGLE_AID:{MAID_SENT}")].into_iter().collect()
+    );
+    assert_wire_only_ids(&outcomes);
     assert_eq!(fake.invalid_requests(), 0, "{:?}", fake.problems());
 }
 
@@ -238,12 +271,10 @@ async fn insert_mode_adds_and_never_removes() {
     let fake = LinkedInFake::start(LinkedInOptions::default()).await;
     let destination = prepared(&fake, SyncMode::Insert).await;
     let (context, _) = context(SyncMode::Insert);
-    let first = batch(vec![person(ChangeOp::Insert, "1", [Some("ada@example.com"), None, None, None], None)]);
+    let first = batch(vec![person(ChangeOp::Insert, "1", [Some("ada@example.com"), None], None)]);
     let old = destination.write(&context, &first).await.unwrap()[0].destination_id.clone();
-    let changes = batch(vec![
-        person(ChangeOp::Update, "1", [Some("ada@new.example"), None, None, None], old.clone()),
-        leaver("1", old),
-    ]);
+    let changes =
+        batch(vec![person(ChangeOp::Update, "1", [Some("ada@new.example"), None], old.clone()), leaver("1", old)]);
     let outcomes = destination.write(&context, &changes).await.unwrap();
     assert_eq!(outcomes[0].status, OutcomeStatus::Applied);
     assert_eq!(outcomes[1].status, OutcomeStatus::Rejected);
@@ -262,7 +293,7 @@ async fn a_large_batch_goes_out_in_requests_of_at_most_5000_elements() {
         emails
             .iter()
             .enumerate()
-            .map(|(i, e)| person(ChangeOp::Insert, &i.to_string(), [Some(e), None, None, None], None))
+            .map(|(i, e)| person(ChangeOp::Insert, &i.to_string(), [Some(e), None], None))
             .collect(),
     );
     let outcomes = destination.write(&context, &changes).await.unwrap();
@@ -290,7 +321,7 @@ async fn the_fake_refuses_a_batch_over_the_limit() {
         ["a@x.io", "b@x.io", "c@x.io"]
             .iter()
             .enumerate()
-            .map(|(i, e)| person(ChangeOp::Insert, &i.to_string(), [Some(e), None, None, None], None))
+            .map(|(i, e)| person(ChangeOp::Insert, &i.to_string(), [Some(e), None], None))
             .collect(),
     );
     let error = destination.write(&context, &changes).await.unwrap_err();
@@ -304,7 +335,7 @@ async fn too_many_requests_is_rate_limited_then_succeeds() {
     let fake = LinkedInFake::start(LinkedInOptions::default()).await;
     let destination = prepared(&fake, SyncMode::Audience).await;
     let (context, _) = context(SyncMode::Audience);
-    let changes = batch(vec![person(ChangeOp::Insert, "1", [Some("ada@example.com"), None, None, None], None)]);
+    let changes = batch(vec![person(ChangeOp::Insert, "1", [Some("ada@example.com"), None], None)]);
     fake.inject_fault(Fault::TooManyRequests { retry_after_secs: 7 });
     let error = destination.write(&context, &changes).await.unwrap_err();
     assert_eq!(error.class, ErrorClass::RateLimited);
@@ -327,7 +358,7 @@ async fn server_errors_are_transient() {
     let fake = LinkedInFake::start(LinkedInOptions::default()).await;
     let destination = prepared(&fake, SyncMode::Audience).await;
     let (context, _) = context(SyncMode::Audience);
-    let changes = batch(vec![person(ChangeOp::Insert, "1", [Some("ada@example.com"), None, None, None], None)]);
+    let changes = batch(vec![person(ChangeOp::Insert, "1", [Some("ada@example.com"), None], None)]);
     for status in [500, 503] {
         fake.inject_fault(Fault::Status(status));
         let error = destination.write(&context, &changes).await.unwrap_err();
@@ -344,7 +375,7 @@ async fn an_expired_token_is_refreshed_once_and_the_request_retried() {
     let destination = prepared(&fake, SyncMode::Audience).await;
     let (context, _) = context(SyncMode::Audience);
     fake.expire_access_tokens();
-    let changes = batch(vec![person(ChangeOp::Insert, "1", [Some("ada@example.com"), None, None, None], None)]);
+    let changes = batch(vec![person(ChangeOp::Insert, "1", [Some("ada@example.com"), None], None)]);
     let outcomes = destination.write(&context, &changes).await.unwrap();
     assert_eq!(outcomes[0].status, OutcomeStatus::Applied);
     let counters = fake.state().counters.clone();
@@ -374,18 +405,19 @@ async fn an_expired_token_is_refreshed_once_and_the_request_retried() {
 
 #[tokio::test]
 async fn a_member_linkedin_refuses_is_rejected_with_its_message_and_no_plain_value() {
+    // The device id is the one plain value sent: LinkedIn's message may echo it, the outcome not.
     let reject = RejectRule {
-        id_value: GRACE.into(),
+        id_value: MAID_SENT.into(),
         status: 400,
-        message: "firstName Gracie does not match the member's profile".into(),
+        message: format!("GOOGLE_AID {MAID_SENT} is not a valid device id for this segment"),
     };
     let fake = LinkedInFake::start(LinkedInOptions { reject: vec![reject], ..LinkedInOptions::default() }).await;
     let destination = prepared(&fake, SyncMode::Audience).await;
     let (context, sink) = context(SyncMode::Audience);
     let changes = batch(vec![
-        person(ChangeOp::Insert, "1", [Some("ada@example.com"), None, None, None], None),
-        person(ChangeOp::Insert, "2", [Some("grace@example.com"), Some("Gracie"), None, None], None),
-        person(ChangeOp::Insert, "3", [Some("not-an-email"), None, None, None], None),
+        person(ChangeOp::Insert, "1", [Some("ada@example.com"), None], None),
+        person(ChangeOp::Insert, "2", [Some("grace@example.com"), Some(MAID)], None),
+        person(ChangeOp::Insert, "3", [Some("not-an-email"), None], None),
     ]);
     let outcomes = destination.write(&context, &changes).await.unwrap();
     assert_eq!(outcomes[0].status, OutcomeStatus::Applied);
@@ -393,12 +425,95 @@ async fn a_member_linkedin_refuses_is_rejected_with_its_message_and_no_plain_val
     assert_eq!(outcomes[1].destination_id, None);
     assert_eq!(
         outcomes[1].message.as_deref(),
-        Some("LinkedIn refused this member (HTTP 400): firstName [first_name] does not match the member's profile")
+        Some("LinkedIn refused this member (HTTP 400): GOOGLE_AID [mobile_ad_id] is not a valid device id for this segment")
     );
     assert_eq!(outcomes[2], Outcome::rejected("email: not an e-mail address (expected name@domain)"));
     assert_eq!(fake.members(DEFAULT_SEGMENT), [email_id(ADA)].into_iter().collect());
-    assert!(outcomes.iter().all(|o| !o.message.as_deref().unwrap_or("").contains("Gracie")));
+    assert!(outcomes.iter().all(|o| !o.message.as_deref().unwrap_or("").contains(MAID_SENT)));
+    assert_wire_only_ids(&outcomes);
     assert_nothing_plain(&sink, &outcomes, &["grace@example.com", "ada@example.com", "not-an-email"]);
+    assert_eq!(fake.invalid_requests(), 0, "{:?}", fake.problems());
+}
+
+#[tokio::test]
+async fn mapping_names_or_country_is_refused_in_prepare() {
+    let fake = LinkedInFake::start(LinkedInOptions::default()).await;
+    let destination = destination(&fake);
+    let error = destination
+        .prepare(&target(SyncMode::Audience, &["email", "first_name"], Some(DEFAULT_SEGMENT)))
+        .await
+        .unwrap_err();
+    assert_eq!(error.class, ErrorClass::Config);
+    assert_eq!(
+        error.message,
+        "sync `vip_to_linkedin`: LinkedIn takes names and country unhashed, and Sluice sends only hashed identifiers \
+         to ad platforms, so `first_name` cannot be sent; remove it from the mapping and map `email` (or \
+         `mobile_ad_id`, an Android advertising id)"
+    );
+    for fields in [&["country"][..], &["email", "last_name", "country"], &["mobile_ad_id", "first_name"]] {
+        let error = destination.prepare(&target(SyncMode::Audience, fields, Some(DEFAULT_SEGMENT))).await.unwrap_err();
+        assert_eq!(error.class, ErrorClass::Config, "{fields:?}");
+        assert!(
+            error.message.contains("LinkedIn takes names and country unhashed")
+                && error.message.contains("Sluice sends only hashed identifiers to ad platforms")
+                && error.message.contains("map `email` (or `mobile_ad_id`"),
+            "{fields:?}: {}",
+            error.message
+        );
+    }
+    let error = destination
+        .prepare(&target(SyncMode::Audience, &["email", "last_name", "country"], Some(DEFAULT_SEGMENT)))
+        .await
+        .unwrap_err();
+    assert!(error.message.contains("so `last_name`, `country` cannot be sent; remove them"), "{}", error.message);
+    // Refused before anything is asked of LinkedIn.
+    assert!(fake.requests().is_empty(), "{:?}", fake.requests());
+}
+
+#[tokio::test]
+async fn names_stored_by_earlier_versions_are_never_sent_again() {
+    // Destination ids written when LinkedIn was sent names and country. Changing the mapping
+    // changes every record's fingerprint, so each comes back as an update (or leaves) with its
+    // stored id.
+    let fake = LinkedInFake::start(LinkedInOptions::default()).await;
+    let destination = prepared(&fake, SyncMode::Audience).await;
+    let (context, sink) = context(SyncMode::Audience);
+    let entered = batch(vec![
+        person(ChangeOp::Insert, "1", [Some("ada@example.com"), None], None),
+        person(ChangeOp::Insert, "2", [Some("grace@example.com"), None], None),
+    ]);
+    destination.write(&context, &entered).await.unwrap();
+    let before = fake.requests().len();
+    let ada_legacy = format!("email:{ADA}|first_name:Ada|last_name:Lovelace|country:GB");
+    let grace_legacy = format!("email:{GRACE}|first_name:Grace|country:US");
+    let changes = batch(vec![
+        person(ChangeOp::Update, "1", [Some("ada@example.com"), None], Some(ada_legacy)),
+        leaver("2", Some(grace_legacy)),
+    ]);
+    let outcomes = destination.write(&context, &changes).await.unwrap();
+    assert!(outcomes.iter().all(|o| o.status == OutcomeStatus::Applied), "{outcomes:?}");
+    // Ada keeps her user id (added again, never removed); Grace is removed by her user id alone.
+    assert_eq!(outcomes[0].destination_id.as_deref(), Some(format!("email:{ADA}").as_str()));
+    assert_eq!(outcomes[1].destination_id.as_deref(), Some(format!("email:{GRACE}").as_str()));
+    assert_wire_only_ids(&outcomes);
+    assert_eq!(fake.members(DEFAULT_SEGMENT), [email_id(ADA)].into_iter().collect());
+    let bodies: Vec<serde_json::Value> = fake.requests()[before..]
+        .iter()
+        .filter(|r| r.path.ends_with("/users"))
+        .map(|r| serde_json::from_str(&r.body).unwrap())
+        .collect();
+    assert_eq!(
+        bodies,
+        [
+            json!({ "elements": [{ "action": "REMOVE", "userIds": [{ "idType": "SHA256_EMAIL", "idValue": GRACE }] }] }),
+            json!({ "elements": [{ "action": "ADD", "userIds": [{ "idType": "SHA256_EMAIL", "idValue": ADA }] }] }),
+        ]
+    );
+    assert_nothing_plain(
+        &sink,
+        &outcomes,
+        &["Ada", "Lovelace", "Grace", "\"GB\"", "\"US\"", "firstName", "lastName", "country", "ada@example.com"],
+    );
     assert_eq!(fake.invalid_requests(), 0, "{:?}", fake.problems());
 }
 
@@ -413,10 +528,11 @@ async fn prepare_checks_the_mode_fields_and_segment() {
     });
     let fake = LinkedInFake::start(options).await;
     let destination = destination(&fake);
-    let cases: [(SyncMode, &[&str], Option<&str>, &str); 8] = [
+    let cases: [(SyncMode, &[&str], Option<&str>, &str); 9] = [
         (SyncMode::Upsert, &["email"], Some(DEFAULT_SEGMENT), "not `mode: upsert`"),
         (SyncMode::Audience, &["email", "phone"], Some(DEFAULT_SEGMENT), "`phone`"),
-        (SyncMode::Audience, &["first_name", "last_name"], Some(DEFAULT_SEGMENT), "map `email` or `mobile_ad_id`"),
+        (SyncMode::Audience, &["first_name", "last_name"], Some(DEFAULT_SEGMENT), "map `email` (or `mobile_ad_id`"),
+        (SyncMode::Audience, &[], Some(DEFAULT_SEGMENT), "map at least one identifier LinkedIn matches on"),
         (SyncMode::Audience, &["email"], None, "set `object:`"),
         (SyncMode::Audience, &["email"], Some("ten"), "not a LinkedIn DMP segment id"),
         (SyncMode::Audience, &["email"], Some("424242"), "no DMP segment 424242"),
@@ -444,12 +560,10 @@ async fn check_and_discover_list_the_accounts_user_segments() {
     let names: Vec<&str> = all.iter().map(|o| o.name.as_str()).collect();
     assert_eq!(names, [DEFAULT_SEGMENT], "company segments take no users");
     let fields: Vec<(&str, bool)> = all[0].fields.iter().map(|f| (f.name.as_str(), f.can_match_on)).collect();
-    assert_eq!(
-        fields,
-        [("email", true), ("first_name", false), ("last_name", false), ("country", false), ("mobile_ad_id", true)]
-    );
+    assert_eq!(fields, [("email", true), ("mobile_ad_id", true)], "names and country are not offered");
     assert_eq!(all[0].modes, [SyncMode::Audience, SyncMode::Insert]);
     assert_eq!(all[0].fields[0].field_type, "userIds SHA256_EMAIL");
+    assert_eq!(all[0].fields[1].field_type, "userIds GOOGLE_AID");
     let one = destination.discover(Some(DEFAULT_SEGMENT)).await.unwrap();
     assert_eq!(one, all);
     assert_eq!(fake.invalid_requests(), 0, "{:?}", fake.problems());

@@ -132,8 +132,10 @@ pub fn supports(platform: Platform, identifier: Identifier) -> bool {
         }
         // Customer file IDs: email, phone, MAID (IDFA/GAID).
         Platform::TikTok => matches!(identifier, Email | Phone | MobileAdId),
-        // DMP segment users: userIds (SHA256_EMAIL, GOOGLE_AID), firstName, lastName, country.
-        Platform::LinkedIn => matches!(identifier, Email | FirstName | LastName | Country | MobileAdId),
+        // DMP segment users: userIds SHA256_EMAIL and GOOGLE_AID. The elements' firstName,
+        // lastName and country are documented as plain text, so they are not sent (data
+        // minimisation: only digests, and the device id below, leave the machine).
+        Platform::LinkedIn => matches!(identifier, Email | MobileAdId),
         // Customer list schemas: EMAIL_SHA256, PHONE_SHA256, MOBILE_AD_ID_SHA256.
         Platform::Snapchat => matches!(identifier, Email | Phone | MobileAdId),
     }
@@ -150,7 +152,8 @@ pub fn is_hashed(platform: Platform, identifier: Identifier) -> bool {
         // Region and postal codes are sent plain; mobile ids and user ids carry no hashing rule.
         Platform::Google => matches!(identifier, Email | Phone | FirstName | LastName),
         Platform::TikTok | Platform::Snapchat => true,
-        // Only the e-mail is hashed (SHA256_EMAIL); names, country and GOOGLE_AID are plain.
+        // The e-mail is hashed (SHA256_EMAIL); GOOGLE_AID is a device id LinkedIn documents as
+        // plain, the same exception as Meta's MADID.
         Platform::LinkedIn => identifier == Email,
     }
 }
@@ -394,7 +397,7 @@ fn phone(platform: Platform, text: &str, options: &NormalizeOptions) -> Result<S
 /// Names. Meta: "a-z only, lowercase, no punctuation, special characters in UTF-8": letters of
 /// any script are kept (lower-cased), everything else (spaces, punctuation, digits) removed.
 /// Google: lowercase, no punctuation, trimmed, without prefixes (Mrs.) or suffixes (Jr.).
-/// LinkedIn: plain text of at most 35 characters.
+/// No other platform is sent names.
 fn name(platform: Platform, identifier: Identifier, text: &str) -> Result<String, String> {
     let result = match platform {
         Platform::Meta => text.to_lowercase().chars().filter(|c| c.is_alphabetic()).collect::<String>(),
@@ -416,12 +419,9 @@ fn name(platform: Platform, identifier: Identifier, text: &str) -> Result<String
             }
             words.join(" ")
         }
+        // `supports` keeps names from every other platform (LinkedIn takes them only unhashed).
         _ => {
-            let collapsed = text.split_whitespace().collect::<Vec<_>>().join(" ");
-            if collapsed.chars().count() > 35 {
-                return Err(problem(identifier, "is longer than LinkedIn's limit of 35 characters"));
-            }
-            collapsed
+            return Err(problem(identifier, format_args!("{platform} does not match audience members on {identifier}")))
         }
     };
     if !result.chars().any(char::is_alphabetic) {
@@ -671,8 +671,8 @@ fn uk_postcode_sector(compact: &str) -> Option<String> {
     (inward_ok && outward_ok).then(|| format!("{outward}{}", &inward[..1]))
 }
 
-/// Country: ISO 3166-1 alpha-2. Meta wants it lowercase; Google (region_code) and LinkedIn
-/// uppercase, as in their examples ("US").
+/// Country: ISO 3166-1 alpha-2. Meta wants it lowercase; Google (region_code) uppercase, as in
+/// its examples ("US").
 fn country(platform: Platform, text: &str) -> Result<String, String> {
     let code = region(text).map(|id| id.as_ref().to_string()).ok_or_else(|| {
         problem(Identifier::Country, "expected a two-letter ISO 3166-1 country code such as us or fr")
@@ -817,11 +817,21 @@ mod tests {
     fn snapchat_and_linkedin_rules() {
         assert_eq!(wire(Platform::Snapchat, Identifier::Phone, "+1 (650) 253-0000"), sha256_hex("16502530000"));
         assert_eq!(wire(Platform::LinkedIn, Identifier::Email, "Mike@Example.com"), sha256_hex("mike@example.com"));
-        // LinkedIn names and country are plain ("Mike", "US").
-        assert_eq!(wire(Platform::LinkedIn, Identifier::FirstName, "  Mike "), "Mike");
-        assert_eq!(wire(Platform::LinkedIn, Identifier::Country, "us"), "US");
-        assert!(wire_value(Platform::LinkedIn, Identifier::LastName, &"x".repeat(36), &none()).is_err());
-        assert!(!supports(Platform::LinkedIn, Identifier::Phone));
+        // GOOGLE_AID is a plain device id, lowercase, as LinkedIn documents it.
+        assert_eq!(
+            wire(Platform::LinkedIn, Identifier::MobileAdId, "6D92078A-8246-4BA4-AE5B-76104861E7DC"),
+            "6d92078a-8246-4ba4-ae5b-76104861e7dc"
+        );
+        // LinkedIn takes names and country only unhashed, so Sluice does not send them.
+        let linkedin: Vec<Identifier> =
+            Identifier::ALL.into_iter().filter(|i| supports(Platform::LinkedIn, *i)).collect();
+        assert_eq!(linkedin, [Identifier::Email, Identifier::MobileAdId]);
+        for identifier in linkedin {
+            assert!(is_hashed(Platform::LinkedIn, identifier) || identifier == Identifier::MobileAdId, "{identifier}");
+        }
+        let error = wire_value(Platform::LinkedIn, Identifier::FirstName, "Mike", &none()).unwrap_err();
+        assert_eq!(error, "first_name: LinkedIn does not match audience members on first_name");
+        assert!(wire_value(Platform::LinkedIn, Identifier::Country, "us", &none()).is_err());
         let error = wire_value(Platform::Snapchat, Identifier::FirstName, "Mike", &none()).unwrap_err();
         assert_eq!(error, "first_name: Snapchat does not match audience members on first_name");
     }

@@ -21,7 +21,7 @@ pub struct Member {
 impl Member {
     /// Kept as the record's destination id in the sync snapshot, so a member who leaves or whose identifiers change can be removed later. Holds only wire values, e.g. "email:<hash>|phone:<hash>".
     ///
-    /// Values a platform takes plain (a Google user id, a LinkedIn name) may hold `|` or `%`;
+    /// Values a platform takes plain (a Google user id, a mobile ad id) may hold `|` or `%`;
     /// those two characters are percent-encoded.
     pub fn to_destination_id(&self) -> String {
         let mut out = String::new();

@@ -3,8 +3,8 @@
 //! and audience members as sent.
 //!
 //! Only normalised, hashed values leave the machine, except where a platform documents that it
-//! takes a value unhashed (Meta's mobile ad ids, Google's postal and region codes, LinkedIn's
-//! names): see [`identifiers::is_hashed`] and the table in `docs/connectors.md`.
+//! takes a value unhashed (mobile ad ids for Meta and LinkedIn, Google's postal and region
+//! codes): see [`identifiers::is_hashed`] and the table in `docs/connectors.md`.
 
 pub mod identifiers;
 pub mod members;

@@ -3,17 +3,21 @@
 //! Element schema (DMP Segment Users,
 //! <https://learn.microsoft.com/en-us/linkedin/marketing/matched-audiences/create-and-manage-segment-users>):
 //! `action` ADD or REMOVE; `userIds`, a list of `{idType, idValue}` (SHA256_EMAIL: hex, 64
-//! characters; GOOGLE_AID: lowercase); `firstName`, `lastName` (at most 35 characters), `country`
-//! (ISO 3166-1 alpha-2, "US"). A batch create answers one Rest.li `CreateStatus` per element, in
-//! order: `{"status": 201}` or `{"status": 4xx, "error": {"message", …}}`.
+//! characters; GOOGLE_AID: lowercase). A batch create answers one Rest.li `CreateStatus` per
+//! element, in order: `{"status": 201}` or `{"status": 4xx, "error": {"message", …}}`.
+//!
+//! Elements also take `firstName`, `lastName` and `country`, but LinkedIn documents them as plain
+//! text; Sluice sends ad platforms only digests (and the device ids they document as plain), so
+//! those fields are never sent. Members read from destination ids stored before that rule (e.g.
+//! `email:<hash>|first_name:Mary`) lose such values here, before anything is sent.
 
-use serde_json::{json, Map, Value as Json};
+use serde_json::{json, Value as Json};
 use sluice_core::{FieldDescription, ObjectDescription, SyncMode};
 
 use crate::ads::identifiers::{self, Identifier, Platform};
-use crate::ads::members::Member;
+use crate::ads::members::{Member, MemberOp};
 
-/// `userIds[].idType` for an identifier, or `None` when it is sent as a field of its own.
+/// `userIds[].idType` for an identifier; `None` for identifiers LinkedIn is not sent.
 pub(crate) fn id_type(identifier: Identifier) -> Option<&'static str> {
     match identifier {
         Identifier::Email => Some("SHA256_EMAIL"),
@@ -24,19 +28,36 @@ pub(crate) fn id_type(identifier: Identifier) -> Option<&'static str> {
     }
 }
 
-/// The element field an identifier fills, when it is not a user id.
-fn field(identifier: Identifier) -> Option<&'static str> {
-    match identifier {
-        Identifier::FirstName => Some("firstName"),
-        Identifier::LastName => Some("lastName"),
-        Identifier::Country => Some("country"),
-        _ => None,
-    }
-}
-
 /// Why a member cannot be sent without any user id.
 pub(crate) const NO_USER_ID: &str = "LinkedIn matches members by e-mail (SHA256_EMAIL) or Android advertising id \
-     (GOOGLE_AID), and this record has neither; first_name, last_name and country only refine the match";
+     (GOOGLE_AID), and this record has neither";
+
+/// The member with only the identifiers LinkedIn is sent (its user ids).
+fn sendable(member: Member) -> Member {
+    let mut member = member;
+    member.identifiers.retain(|identifier, _| id_type(*identifier).is_some());
+    member
+}
+
+/// An op with every member cut down to what LinkedIn is sent. Only members decoded from stored
+/// destination ids can hold more (names and country, sent before Sluice stopped sending plain
+/// values); they must not be sent again, nor end up in an outcome. A change of identifiers that
+/// only drops such values is an addition of the same user ids, not a removal and re-addition.
+pub(crate) fn sendable_op(op: MemberOp) -> MemberOp {
+    match op {
+        MemberOp::Add(member) => MemberOp::Add(sendable(member)),
+        MemberOp::Remove(member) => MemberOp::Remove(sendable(member)),
+        MemberOp::Replace { remove, add } => {
+            let (remove, add) = (sendable(remove), sendable(add));
+            if remove == add {
+                MemberOp::Add(add)
+            } else {
+                MemberOp::Replace { remove, add }
+            }
+        }
+        MemberOp::Reject(message) => MemberOp::Reject(message),
+    }
+}
 
 /// The action of an element.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,23 +75,20 @@ impl Action {
     }
 }
 
-/// The element for one member; `Err` (naming no value) when it has no user id.
+/// The element for one member: its action and user ids, nothing else. `Err` (naming no value)
+/// when it has no user id.
 pub(crate) fn element(member: &Member, action: Action) -> Result<Json, String> {
-    let mut user_ids = Vec::new();
-    let mut out = Map::new();
-    out.insert("action".into(), json!(action.as_str()));
-    for (identifier, value) in &member.identifiers {
-        if let Some(id_type) = id_type(*identifier) {
-            user_ids.push(json!({ "idType": id_type, "idValue": value }));
-        } else if let Some(name) = field(*identifier) {
-            out.insert(name.into(), json!(value));
-        }
-    }
+    let user_ids: Vec<Json> = member
+        .identifiers
+        .iter()
+        .filter_map(|(identifier, value)| {
+            id_type(*identifier).map(|id_type| json!({ "idType": id_type, "idValue": value }))
+        })
+        .collect();
     if user_ids.is_empty() {
         return Err(NO_USER_ID.into());
     }
-    out.insert("userIds".into(), Json::Array(user_ids));
-    Ok(Json::Object(out))
+    Ok(json!({ "action": action.as_str(), "userIds": user_ids }))
 }
 
 /// The segment's id from a sync's `object:`: `10804` or `urn:li:dmpSegment:10804`.
@@ -114,8 +132,8 @@ pub(crate) fn element_results(body: &Json, sent: usize) -> Option<Vec<Result<(),
         .collect()
 }
 
-/// The platform's message with the member's plain values (names, country, device id) masked:
-/// messages are stored in run outcomes, and those values are personal data. Digests may stay.
+/// The platform's message with the member's plain values (the Android advertising id) masked:
+/// messages are stored in run outcomes, and device ids are personal data. Digests may stay.
 pub(crate) fn redact(message: &str, member: &Member) -> String {
     let mut out = message.to_string();
     for (identifier, value) in &member.identifiers {
@@ -158,20 +176,18 @@ impl Segment {
         !self.kind.to_ascii_uppercase().contains("COMPANY")
     }
 
-    /// The segment as discovery lists it: the identifiers LinkedIn matches on.
+    /// The segment as discovery lists it: the identifiers Sluice sends LinkedIn.
     pub(crate) fn describe(&self) -> ObjectDescription {
         let fields = Identifier::ALL
             .into_iter()
             .filter(|i| identifiers::supports(Platform::LinkedIn, *i))
-            .map(|i| FieldDescription {
-                name: i.field_name().to_string(),
-                field_type: match (id_type(i), field(i)) {
-                    (Some(id_type), _) => format!("userIds {id_type}"),
-                    (None, Some(name)) => format!("{name} (sent unhashed)"),
-                    (None, None) => String::new(),
-                },
-                can_match_on: id_type(i).is_some(),
-                required: false,
+            .filter_map(|i| {
+                Some(FieldDescription {
+                    name: i.field_name().to_string(),
+                    field_type: format!("userIds {}", id_type(i)?),
+                    can_match_on: true,
+                    required: false,
+                })
             })
             .collect();
         ObjectDescription {
@@ -180,8 +196,9 @@ impl Segment {
             open_schema: false,
             modes: vec![SyncMode::Audience, SyncMode::Insert],
             note: Some(format!(
-                "DMP segment \"{}\" ({}); map email or mobile_ad_id (Android advertising id); first_name, last_name \
-                 and country are sent unhashed, as LinkedIn takes them",
+                "DMP segment \"{}\" ({}); map email (sent as a SHA-256 digest) or mobile_ad_id (Android advertising \
+                 id, a device id LinkedIn takes unhashed); names and country are not sent, as LinkedIn takes them \
+                 only unhashed",
                 self.name, self.kind
             )),
         }
@@ -198,28 +215,49 @@ mod tests {
     }
 
     #[test]
-    fn members_become_elements() {
+    fn members_become_elements_of_user_ids_only() {
         let hash = sha256_hex("mike@example.com");
-        let m = member(&[
-            (Identifier::Email, &hash),
-            (Identifier::FirstName, "Mike"),
-            (Identifier::Country, "US"),
-            (Identifier::MobileAdId, "6d92078a-8246-4ba4-ae5b-76104861e7dc"),
-        ]);
-        assert_eq!(
-            element(&m, Action::Add).unwrap(),
-            json!({
-                "action": "ADD",
-                "firstName": "Mike",
-                "country": "US",
-                "userIds": [
-                    { "idType": "SHA256_EMAIL", "idValue": hash },
-                    { "idType": "GOOGLE_AID", "idValue": "6d92078a-8246-4ba4-ae5b-76104861e7dc" },
-                ],
-            })
-        );
+        let m = member(&[(Identifier::Email, &hash), (Identifier::MobileAdId, "6d92078a-8246-4ba4-ae5b-76104861e7dc")]);
+        let expected = json!({
+            "action": "ADD",
+            "userIds": [
+                { "idType": "SHA256_EMAIL", "idValue": hash },
+                { "idType": "GOOGLE_AID", "idValue": "6d92078a-8246-4ba4-ae5b-76104861e7dc" },
+            ],
+        });
+        assert_eq!(element(&m, Action::Add).unwrap(), expected);
+        // A member stored before names and country were refused: they are not sent.
+        let mut legacy = m.clone();
+        legacy.identifiers.insert(Identifier::FirstName, "Mike".into());
+        legacy.identifiers.insert(Identifier::Country, "US".into());
+        assert_eq!(element(&legacy, Action::Add).unwrap(), expected);
         let error = element(&member(&[(Identifier::FirstName, "Mike")]), Action::Remove).unwrap_err();
+        assert_eq!(error, NO_USER_ID);
         assert!(!error.contains("Mike"), "{error}");
+    }
+
+    #[test]
+    fn stored_members_lose_values_linkedin_is_not_sent() {
+        let email = member(&[(Identifier::Email, &sha256_hex("ada@example.com"))]);
+        let legacy = member(&[
+            (Identifier::Email, &sha256_hex("ada@example.com")),
+            (Identifier::FirstName, "Ada"),
+            (Identifier::Country, "GB"),
+        ]);
+        assert_eq!(sendable_op(MemberOp::Remove(legacy.clone())), MemberOp::Remove(email.clone()));
+        // Only the plain values differ: the same user id is added, never removed.
+        assert_eq!(
+            sendable_op(MemberOp::Replace { remove: legacy.clone(), add: email.clone() }),
+            MemberOp::Add(email.clone())
+        );
+        let new = member(&[(Identifier::Email, &sha256_hex("ada@new.example"))]);
+        assert_eq!(
+            sendable_op(MemberOp::Replace { remove: legacy, add: new.clone() }),
+            MemberOp::Replace { remove: email, add: new }
+        );
+        let names_only = member(&[(Identifier::FirstName, "Ada")]);
+        assert_eq!(sendable_op(MemberOp::Remove(names_only)), MemberOp::Remove(Member::default()));
+        assert_eq!(sendable_op(MemberOp::Reject("x".into())), MemberOp::Reject("x".into()));
     }
 
     #[test]
@@ -238,7 +276,26 @@ mod tests {
 
     #[test]
     fn plain_values_are_masked_in_messages() {
-        let m = member(&[(Identifier::Email, &sha256_hex("a@b.co")), (Identifier::LastName, "Zoë Smith")]);
-        assert_eq!(redact("lastName Zoë Smith is too long", &m), "lastName [last_name] is too long");
+        let hash = sha256_hex("a@b.co");
+        let m = member(&[(Identifier::Email, &hash), (Identifier::MobileAdId, "6d92078a-8246-4ba4-ae5b-76104861e7dc")]);
+        assert_eq!(
+            redact("GOOGLE_AID 6d92078a-8246-4ba4-ae5b-76104861e7dc is unknown", &m),
+            "GOOGLE_AID [mobile_ad_id] is unknown"
+        );
+        assert_eq!(redact(&format!("SHA256_EMAIL {hash} is unknown"), &m), format!("SHA256_EMAIL {hash} is unknown"));
+    }
+
+    #[test]
+    fn discovery_lists_only_user_ids() {
+        let segment = Segment { id: "1".into(), name: "VIP".into(), account: "2".into(), kind: "USER".into() };
+        let fields: Vec<(String, String, bool)> =
+            segment.describe().fields.into_iter().map(|f| (f.name, f.field_type, f.can_match_on)).collect();
+        assert_eq!(
+            fields,
+            [
+                ("email".to_string(), "userIds SHA256_EMAIL".to_string(), true),
+                ("mobile_ad_id".to_string(), "userIds GOOGLE_AID".to_string(), true),
+            ]
+        );
     }
 }

@@ -6,6 +6,10 @@
 //! A sync's `object:` is the segment's id. Members are normalised and hashed by the shared
 //! identifier layer (`crate::ads`); each applied record keeps the member sent as its destination
 //! id, so a member who leaves, or whose identifiers change, is removed with exactly what was sent.
+//!
+//! Only `email` (SHA256_EMAIL) and `mobile_ad_id` (GOOGLE_AID, a device id LinkedIn documents as
+//! plain) are sent. LinkedIn takes names and country only unhashed, so a sync mapping them is
+//! refused: Sluice sends ad platforms hashed identifiers, and stores no plain customer values.
 
 mod client;
 mod config;
@@ -78,6 +82,33 @@ impl LinkedInDestination {
 
     fn account_urn(&self) -> String {
         format!("urn:li:sponsoredAccount:{}", self.settings.account)
+    }
+
+    /// A config error for a sync that maps names or country, which LinkedIn takes only unhashed;
+    /// `None` when it maps none. More to the point than the shared "cannot match on" error.
+    fn plain_fields_error(target: &Target) -> Option<DestinationError> {
+        let plain: Vec<String> = target
+            .fields
+            .iter()
+            .filter(|f| {
+                matches!(
+                    Identifier::from_field(&f.name),
+                    Some(Identifier::FirstName | Identifier::LastName | Identifier::Country)
+                )
+            })
+            .map(|f| format!("`{}`", f.name))
+            .collect();
+        if plain.is_empty() {
+            return None;
+        }
+        Some(DestinationError::config(format!(
+            "sync `{}`: LinkedIn takes names and country unhashed, and Sluice sends only hashed identifiers to ad \
+             platforms, so {} cannot be sent; remove {} from the mapping and map `email` (or `mobile_ad_id`, an \
+             Android advertising id)",
+            target.sync,
+            plain.join(", "),
+            if plain.len() == 1 { "it" } else { "them" }
+        )))
     }
 
     /// The segment named by a sync's `object:`.
@@ -246,16 +277,11 @@ impl Destination for LinkedInDestination {
     }
 
     async fn prepare(&self, target: &Target) -> Result<(), DestinationError> {
-        members::check_target(Platform::LinkedIn, target)?;
-        let has_user_id =
-            target.fields.iter().any(|f| Identifier::from_field(&f.name).and_then(mapping::id_type).is_some());
-        if !has_user_id {
-            return Err(DestinationError::config(format!(
-                "sync `{}`: map `email` or `mobile_ad_id` (an Android advertising id): LinkedIn matches members by \
-                 them; first_name, last_name and country only refine the match",
-                target.sync
-            )));
+        if let Some(error) = Self::plain_fields_error(target) {
+            return Err(error);
         }
+        // Accepts only `email` and `mobile_ad_id`, at least one of them: every element has a user id.
+        members::check_target(Platform::LinkedIn, target)?;
         let id = Self::segment_id(target.object.as_deref())?;
         let segment = self.segment(&id).await?;
         if segment.account != self.settings.account {
@@ -283,7 +309,12 @@ impl Destination for LinkedInDestination {
             },
         };
         // LinkedIn takes no phone number, so no default country is needed.
-        let ops = members::plan_members(Platform::LinkedIn, batch, &NormalizeOptions::default());
+        // Members read from destination ids stored before names and country were refused lose
+        // them here: they are never sent again.
+        let ops = members::plan_members(Platform::LinkedIn, batch, &NormalizeOptions::default())
+            .into_iter()
+            .map(mapping::sendable_op)
+            .collect();
         let steps = audience_sync::steps(ops, context.mode, Platform::LinkedIn);
         let mut removed = vec![None; steps.len()];
         let mut added = vec![None; steps.len()];

@@ -317,3 +317,47 @@ async fn snapchat_audience_members_enter_and_leave_as_hashes() {
     assert!(fake.state().counters.token_refreshes >= 1, "an expired token was refreshed mid-run");
     assert_no_plain_values(&captured_bodies(dir.path()).await);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn linkedin_segment_members_enter_and_leave_as_hashes() {
+    use sluice_fakes::linkedin::{Fault, LinkedInFake, LinkedInOptions, DEFAULT_ACCOUNT, DEFAULT_SEGMENT};
+    let options = LinkedInOptions {
+        batch_limit: 2,
+        faults: vec![Fault::TooManyRequests { retry_after_secs: 1 }],
+        ..LinkedInOptions::default()
+    };
+    let app = options.oauth.clone();
+    let fake = LinkedInFake::start(options).await;
+    let dir = tempfile::tempdir().unwrap();
+    let connection = warehouse(dir.path(), "Mary@Example.com");
+    write_project(
+        dir.path(),
+        &format!(
+            "{{ type: linkedin, oauth: {{ client_id: \"{}\", client_secret: \"{}\", refresh_token: \"{}\" }}, \
+             ad_account: \"{DEFAULT_ACCOUNT}\", api_url: \"{}\", token_url: \"{}\", batch_size: 2 }}",
+            app.client_id,
+            app.client_secret,
+            app.refresh_token,
+            fake.api_url(),
+            fake.token_url()
+        ),
+        &format!(
+            "    model: abandoned_cart\n    destination: ads\n    object: \"{DEFAULT_SEGMENT}\"\n    mode: audience\n    debug_requests: true\n    mapping: {{ email: email }}\n"
+        ),
+    );
+    let (code, report) = sync_json_async(dir.path(), "carts_to_ads").await;
+    assert_eq!(code, 0, "{report}");
+    assert_eq!(counts(&report), (4, 0, 0, 0));
+    let before = fake.members(DEFAULT_SEGMENT);
+    assert_eq!(before.len(), 4);
+    assert!(before.contains(&format!("SHA256_EMAIL:{MARY_EMAIL_SHA256}")), "{before:?}");
+
+    change_members(&connection);
+    let (code, report) = sync_json_async(dir.path(), "carts_to_ads").await;
+    assert_eq!(code, 0, "{report}");
+    assert_eq!(counts(&report), (1, 0, 1, 0), "user 5 entered, user 2 left");
+    let after = fake.members(DEFAULT_SEGMENT);
+    assert_eq!((after.len(), before.difference(&after).count()), (4, 1));
+    assert_eq!(fake.invalid_requests(), 0);
+    assert_no_plain_values(&captured_bodies(dir.path()).await);
+}

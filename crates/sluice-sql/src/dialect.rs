@@ -102,6 +102,20 @@ impl Dialect {
         }
     }
 
+    /// Whether a count or aggregate over a related model's whole history, `and`-ed with a
+    /// condition that narrows the parents, is compiled as a correlated subquery rather than a
+    /// grouped derived table (see `Compiler::related`). Postgres: yes, it cannot push the
+    /// parent's key into a grouped derived table, so it would aggregate every parent's rows.
+    /// SQLite keeps the derived table: the measurement behind this was made on Postgres, and
+    /// on SQLite a correlated subquery without an index on the join column reads the related
+    /// table once per parent.
+    pub fn correlates_narrowed_aggregates(self) -> bool {
+        match self {
+            Dialect::Postgres => true,
+            Dialect::Sqlite => false,
+        }
+    }
+
     /// Case-insensitive `LIKE` of the column's text against `pattern` (a rendered constant
     /// using `\` as the escape character).
     pub fn like_insensitive(self, expr: &str, pattern: &str) -> String {

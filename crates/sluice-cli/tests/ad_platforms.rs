@@ -101,13 +101,38 @@ fn assert_no_plain_values(captures: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn meta_audience_members_enter_and_leave_as_hashes() {
+    use sluice_core::{ChangeBatch, Destination, SyncMode, WriteContext};
     use sluice_fakes::meta::{Fault, MetaFake, MetaOptions, DEFAULT_ACCESS_TOKEN, DEFAULT_AUDIENCE_ID};
-    let fake = MetaFake::start(MetaOptions {
-        batch_limit: 2,
-        faults: vec![Fault::TooManyRequests { retry_after_secs: 1 }, Fault::Status(503)],
-        ..MetaOptions::default()
-    })
-    .await;
+    let fake = MetaFake::start(MetaOptions { batch_limit: 2, ..MetaOptions::default() }).await;
+    // A member left in the audience from before Sluice: the first run (a full sync) replaces it away.
+    let stale = sluice_destinations::meta::MetaDestination::new(
+        serde_json::from_value(serde_json::json!({"access_token": DEFAULT_ACCESS_TOKEN, "api_url": fake.base_url()}))
+            .unwrap(),
+    )
+    .unwrap();
+    let context = WriteContext {
+        sync: "seed".into(),
+        run_id: 0,
+        mode: SyncMode::Audience,
+        object: Some(DEFAULT_AUDIENCE_ID.into()),
+        capture: None,
+        rate: None,
+    };
+    let seed = ChangeBatch {
+        fields: vec!["email".to_string()].into(),
+        changes: vec![sluice_core::Change {
+            op: sluice_core::ChangeOp::Insert,
+            key: "stale".into(),
+            fingerprint: sluice_core::Fingerprint(1),
+            values: vec![sluice_core::Value::Text("stale@example.com".into())],
+            destination_id: None,
+        }],
+    };
+    stale.write(&context, &seed).await.unwrap();
+    assert_eq!(fake.member_count(DEFAULT_AUDIENCE_ID), 1);
+    fake.inject_fault(Fault::TooManyRequests { retry_after_secs: 1 });
+    fake.inject_fault(Fault::Status(503));
+    let seeded = fake.requests().len();
     let dir = tempfile::tempdir().unwrap();
     let connection = warehouse(dir.path(), "  Mary@Example.com ");
     write_project(
@@ -125,7 +150,10 @@ async fn meta_audience_members_enter_and_leave_as_hashes() {
     assert_eq!(code, 0, "{report}");
     assert_eq!(counts(&report), (4, 0, 0, 0));
     let members = fake.members(DEFAULT_AUDIENCE_ID);
-    assert_eq!(members.len(), 4);
+    assert_eq!(members.len(), 4, "the model's 4 members, the stale one gone: {members:?}");
+    let replaced = fake.requests()[seeded..].iter().filter(|r| r.path.ends_with("/usersreplace")).count();
+    assert!(replaced >= 2, "the first run replaces the audience in batches of 2");
+    let first_run = fake.requests().len();
     let mary = members.iter().find(|row| row.get("EMAIL").map(String::as_str) == Some(MARY_EMAIL_SHA256));
     let mary = mary.unwrap_or_else(|| panic!("Mary's documented email hash is a member: {members:?}"));
     assert_eq!(mary["PHONE"], MARY_PHONE_SHA256, "phone normalised to digits with the country code, then hashed");
@@ -138,6 +166,11 @@ async fn meta_audience_members_enter_and_leave_as_hashes() {
     let (code, report) = sync_json_async(dir.path(), "carts_to_ads").await;
     assert_eq!(code, 0, "{report}");
     assert_eq!(counts(&report), (1, 0, 1, 0), "user 5 entered, user 2 left");
+    let later = fake.requests().split_off(first_run);
+    assert!(
+        later.iter().any(|r| r.path.ends_with("/users")) && !later.iter().any(|r| r.path.ends_with("/usersreplace")),
+        "later runs add and remove through /users: {later:?}"
+    );
     let after = emails(&fake);
     assert_eq!(after.len(), 4);
     assert_eq!(before.difference(&after).count(), 1, "one member removed");

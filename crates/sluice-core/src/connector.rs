@@ -205,6 +205,11 @@ pub struct Target {
     /// Changes this run will send, so a destination can pick its transport (Salesforce's
     /// Bulk API for large runs).
     pub planned_changes: u64,
+    /// The run starts from an empty snapshot (first run, `sluice reset`, or a changed destination
+    /// or object): every record of the model is planned as an insert, and nothing is known of what
+    /// the tool held before. A destination may then replace the tool's whole list instead of
+    /// adding to it (Meta's `usersreplace`).
+    pub full_sync: bool,
 }
 
 /// "Link each record to the `object` record whose `field` equals the value of batch field

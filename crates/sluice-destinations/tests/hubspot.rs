@@ -41,6 +41,7 @@ fn target(mode: SyncMode, object: Option<&str>, match_field: Option<&str>, field
         match_field: match_field.map(String::from),
         associations: Vec::new(),
         planned_changes: 0,
+        full_sync: false,
     }
 }
 

@@ -64,6 +64,7 @@ fn target(mode: SyncMode, fields: &[&str], object: Option<&str>) -> Target {
         match_field: None,
         associations: Vec::new(),
         planned_changes: 0,
+        full_sync: false,
     }
 }
 

@@ -43,6 +43,7 @@ fn target(mode: SyncMode, object: &str, fields: &[&str]) -> Target {
         match_field: None,
         associations: Vec::new(),
         planned_changes: 0,
+        full_sync: false,
     }
 }
 
@@ -541,4 +542,187 @@ async fn config_errors_name_the_key_and_the_identity_hides_the_token() {
     let sent = batch(vec![person(ChangeOp::Insert, "1", ["", "06 12 34 56 78", "", "", ""])]);
     french.write(&context(SyncMode::Audience), &sent).await.unwrap();
     assert_eq!(fake.members(DEFAULT_AUDIENCE_ID), BTreeSet::from([row(&[("PHONE", &sha("33612345678"))])]));
+}
+
+/// A full sync's target: every record planned as an insert.
+fn full_sync(planned: u64) -> Target {
+    Target { full_sync: true, planned_changes: planned, ..target(SyncMode::Audience, DEFAULT_AUDIENCE_ID, &FIELDS) }
+}
+
+fn emails(fake: &MetaFake) -> BTreeSet<String> {
+    fake.members(DEFAULT_AUDIENCE_ID).iter().filter_map(|r| r.get("EMAIL").cloned()).collect()
+}
+
+fn people(prefix: &str, count: usize) -> Vec<Change> {
+    (0..count)
+        .map(|i| {
+            person(ChangeOp::Insert, &format!("{prefix}{i}"), [&format!("{prefix}{i}@example.com"), "", "", "", ""])
+        })
+        .collect()
+}
+
+/// Puts members in the audience the way an earlier, forgotten sync would have.
+async fn seed_stale_members(fake: &MetaFake, count: usize) {
+    let destination = destination(fake);
+    destination.prepare(&target(SyncMode::Audience, DEFAULT_AUDIENCE_ID, &FIELDS)).await.unwrap();
+    destination.write(&context(SyncMode::Audience), &batch(people("stale", count))).await.unwrap();
+    assert_eq!(fake.member_count(DEFAULT_AUDIENCE_ID), count);
+}
+
+/// Sends a batch as the delivery driver does: retries what may pass later.
+async fn deliver(destination: &MetaDestination, context: &WriteContext, sent: &ChangeBatch) -> Vec<Outcome> {
+    for _ in 0..6 {
+        match destination.write(context, sent).await {
+            Ok(outcomes) => return outcomes,
+            Err(error) if error.class.is_retryable() => tokio::time::sleep(Duration::from_millis(5)).await,
+            Err(error) => panic!("{}", error.message),
+        }
+    }
+    panic!("still failing after 6 attempts");
+}
+
+/// Each `/usersreplace` request's `session` and answer status, in the order sent.
+fn replace_sessions(sink: &CaptureSink) -> Vec<(serde_json::Value, Option<u16>)> {
+    sink.drain()
+        .into_iter()
+        .filter(|c| c.url.ends_with("/usersreplace"))
+        .map(|c| {
+            let params: HashMap<String, String> =
+                form_urlencoded::parse(c.request_body.as_bytes()).into_owned().collect();
+            (serde_json::from_str(&params["session"]).unwrap(), c.status)
+        })
+        .collect()
+}
+
+/// One session id; the accepted requests numbered 1, 2, 3…; `last_batch_flag` on the final one only;
+/// `estimated_num_total` the planned changes. Returns the accepted requests' count.
+fn assert_one_ordered_session(sessions: &[(serde_json::Value, Option<u16>)], planned: u64) -> usize {
+    let ids: BTreeSet<u64> = sessions.iter().map(|(s, _)| s["session_id"].as_u64().unwrap()).collect();
+    assert_eq!(ids.len(), 1, "one session for the run: {sessions:?}");
+    let accepted: Vec<&serde_json::Value> =
+        sessions.iter().filter(|(_, status)| *status == Some(200)).map(|(s, _)| s).collect();
+    let seqs: Vec<u64> = accepted.iter().map(|s| s["batch_seq"].as_u64().unwrap()).collect();
+    assert_eq!(seqs, (1..=accepted.len() as u64).collect::<Vec<_>>(), "{sessions:?}");
+    let lasts: Vec<bool> = accepted.iter().map(|s| s["last_batch_flag"].as_bool().unwrap()).collect();
+    assert_eq!(lasts.iter().filter(|l| **l).count(), 1, "{sessions:?}");
+    assert_eq!(lasts.last(), Some(&true), "{sessions:?}");
+    assert!(sessions.iter().all(|(s, _)| s["estimated_num_total"] == planned), "{sessions:?}");
+    accepted.len()
+}
+
+#[tokio::test]
+async fn a_full_sync_replaces_the_audience_in_one_session_then_runs_go_back_to_users() {
+    let fake = MetaFake::start(MetaOptions::default()).await;
+    seed_stale_members(&fake, 3).await;
+    let destination = MetaDestination::new(config(&fake, serde_json::json!({"batch_size": 2}))).unwrap();
+    destination.prepare(&full_sync(5)).await.unwrap();
+    assert_eq!(destination.delivery_limits().max_concurrency, 1, "a replace session sends one batch at a time");
+    let sink = CaptureSink(Default::default());
+    let mut context = context(SyncMode::Audience);
+    context.capture = Some(sink.clone());
+    let changes = people("vip", 5);
+    let batches: Vec<ChangeBatch> = changes.chunks(2).map(|c| batch(c.to_vec())).collect();
+    // Even sent at once, the session's batches go out one by one, numbered in send order.
+    let (a, b, c) = tokio::join!(
+        destination.write(&context, &batches[0]),
+        destination.write(&context, &batches[1]),
+        destination.write(&context, &batches[2]),
+    );
+    for outcomes in [a.unwrap(), b.unwrap(), c.unwrap()] {
+        assert!(outcomes.iter().all(|o| o.status == OutcomeStatus::Applied && o.destination_id.is_some()));
+    }
+    let expected: BTreeSet<String> = (0..5).map(|i| sha(&format!("vip{i}@example.com"))).collect();
+    assert_eq!(emails(&fake), expected, "exactly the model's members: the stale ones are gone");
+    assert_eq!(assert_one_ordered_session(&replace_sessions(&sink), 5), 3);
+    assert_eq!(fake.invalid_requests(), 0);
+    assert_eq!(destination.delivery_limits().max_concurrency, 4, "a finished session no longer holds requests back");
+
+    // The next run starts from a full snapshot: changes go through /users again.
+    destination.prepare(&Target { full_sync: false, ..full_sync(1) }).await.unwrap();
+    assert_eq!(destination.delivery_limits().max_concurrency, 4);
+    let before = fake.requests().len();
+    destination.write(&context, &batch(people("late", 1))).await.unwrap();
+    let paths: Vec<String> = fake.requests()[before..].iter().map(|r| r.path.clone()).collect();
+    assert_eq!(paths, [format!("/v25.0/{DEFAULT_AUDIENCE_ID}/users")]);
+    assert_eq!(emails(&fake).len(), 6);
+    assert_eq!(fake.invalid_requests(), 0);
+}
+
+#[tokio::test]
+async fn replace_on_full_sync_false_and_insert_mode_keep_stale_members() {
+    let fake = MetaFake::start(MetaOptions::default()).await;
+    seed_stale_members(&fake, 2).await;
+    let destination = MetaDestination::new(config(&fake, serde_json::json!({"replace_on_full_sync": false}))).unwrap();
+    destination.prepare(&full_sync(2)).await.unwrap();
+    destination.write(&context(SyncMode::Audience), &batch(people("vip", 2))).await.unwrap();
+    assert_eq!(emails(&fake).len(), 4, "the stale members stay");
+
+    let destination = self::destination(&fake);
+    destination.prepare(&Target { mode: SyncMode::Insert, ..full_sync(1) }).await.unwrap();
+    destination.write(&context(SyncMode::Insert), &batch(people("ins", 1))).await.unwrap();
+    assert_eq!(emails(&fake).len(), 5, "insert mode only adds");
+    assert!(fake.requests().iter().all(|r| !r.path.ends_with("/usersreplace")));
+    assert_eq!(fake.invalid_requests(), 0);
+}
+
+#[tokio::test]
+async fn a_429_or_5xx_inside_a_replace_session_is_retried_in_order() {
+    let fake = MetaFake::start(MetaOptions::default()).await;
+    seed_stale_members(&fake, 2).await;
+    let destination = MetaDestination::new(config(&fake, serde_json::json!({"batch_size": 1}))).unwrap();
+    destination.prepare(&full_sync(4)).await.unwrap();
+    let sink = CaptureSink(Default::default());
+    let mut context = context(SyncMode::Audience);
+    context.capture = Some(sink.clone());
+    let changes = people("vip", 4);
+    for (index, change) in changes.iter().enumerate() {
+        match index {
+            1 => fake.inject_fault(Fault::Status(503)),
+            2 => fake.inject_fault(Fault::TooManyRequests { retry_after_secs: 1 }),
+            3 => fake.inject_fault(Fault::Status(500)),
+            _ => {}
+        }
+        let outcomes = deliver(&destination, &context, &batch(vec![change.clone()])).await;
+        assert_eq!(outcomes[0].status, OutcomeStatus::Applied);
+        if index < 3 {
+            assert_eq!(emails(&fake).len(), 2, "the old members stay until the last batch");
+        }
+    }
+    let sessions = replace_sessions(&sink);
+    assert_eq!(sessions.len(), 7, "4 batches, 3 of them sent twice: {sessions:?}");
+    assert_eq!(assert_one_ordered_session(&sessions, 4), 4);
+    // A failed request is sent again under its own number.
+    let failed: Vec<u64> =
+        sessions.iter().filter(|(_, s)| *s != Some(200)).map(|(s, _)| s["batch_seq"].as_u64().unwrap()).collect();
+    assert_eq!(failed, [2, 3, 4]);
+    let last_failed = sessions.iter().find(|(s, st)| *st != Some(200) && s["batch_seq"] == 4).unwrap();
+    assert_eq!(last_failed.0["last_batch_flag"], true, "the retried last batch carries the flag again");
+    let expected: BTreeSet<String> = (0..4).map(|i| sha(&format!("vip{i}@example.com"))).collect();
+    assert_eq!(emails(&fake), expected);
+    assert_eq!(fake.invalid_requests(), 0);
+}
+
+#[tokio::test]
+async fn a_session_whose_last_records_are_refused_is_still_closed() {
+    let fake = MetaFake::start(MetaOptions::default()).await;
+    seed_stale_members(&fake, 2).await;
+    let destination = MetaDestination::new(config(&fake, serde_json::json!({"batch_size": 2}))).unwrap();
+    destination.prepare(&full_sync(4)).await.unwrap();
+    let sink = CaptureSink(Default::default());
+    let mut context = context(SyncMode::Audience);
+    context.capture = Some(sink.clone());
+    let first = batch(people("vip", 2));
+    assert!(destination.write(&context, &first).await.unwrap().iter().all(|o| o.status == OutcomeStatus::Applied));
+    assert_eq!(emails(&fake).len(), 2, "not replaced yet");
+    // The run's last two records have no identifier: nothing of them can be sent.
+    let last = batch(vec![
+        person(ChangeOp::Insert, "x", ["", "", "", "", ""]),
+        person(ChangeOp::Insert, "y", ["", "", "", "", ""]),
+    ]);
+    let outcomes = destination.write(&context, &last).await.unwrap();
+    assert!(outcomes.iter().all(|o| o.status == OutcomeStatus::Rejected));
+    let expected: BTreeSet<String> = (0..2).map(|i| sha(&format!("vip{i}@example.com"))).collect();
+    assert_eq!(emails(&fake), expected, "the session was closed: the stale members are gone");
+    assert_eq!(assert_one_ordered_session(&replace_sessions(&sink), 4), 2);
+    assert_eq!(fake.invalid_requests(), 0);
 }

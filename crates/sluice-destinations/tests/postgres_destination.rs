@@ -87,6 +87,7 @@ fn target(mode: SyncMode, fields: &[(&str, DataType)], key: &str) -> Target {
         match_field: None,
         associations: Vec::new(),
         planned_changes: 0,
+        full_sync: false,
     }
 }
 

@@ -32,6 +32,7 @@ fn target(mode: SyncMode, match_field: Option<&str>, fields: &[&str]) -> Target 
         match_field: match_field.map(String::from),
         associations: Vec::new(),
         planned_changes: 0,
+        full_sync: false,
     }
 }
 

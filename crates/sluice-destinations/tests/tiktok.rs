@@ -46,6 +46,7 @@ fn target(mode: SyncMode, object: Option<&str>, fields: &[&str]) -> Target {
         match_field: None,
         associations: Vec::new(),
         planned_changes: 0,
+        full_sync: false,
     }
 }
 

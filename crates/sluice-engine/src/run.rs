@@ -41,7 +41,7 @@ pub async fn run_sync(job: &SyncJob<'_>, progress: &dyn Progress) -> Result<RunR
         tracing::info!(sync = job.sync, "the destination changed since the last run; sending every record again");
     }
     let mut plan_counts = PlanCounts::default();
-    let outcome = execute(job, start.run_id, progress, &mut plan_counts).await;
+    let outcome = execute(job, start.run_id, start.snapshot_reset, progress, &mut plan_counts).await;
     let (status, counts, error) = match outcome {
         Ok(counts) if counts.rejected + counts.retryable > 0 => (RunStatus::Partial, counts, None),
         Ok(counts) => (RunStatus::Succeeded, counts, None),
@@ -63,10 +63,15 @@ pub async fn run_sync(job: &SyncJob<'_>, progress: &dyn Progress) -> Result<RunR
 async fn execute(
     job: &SyncJob<'_>,
     run_id: RunId,
+    snapshot_reset: bool,
     progress: &dyn Progress,
     plan_counts: &mut PlanCounts,
 ) -> Result<RunCounts, (RunCounts, EngineError)> {
     let failed = |error| (RunCounts::default(), error);
+    // Read before planning: with an empty snapshot (first run, `sluice reset`, a changed
+    // destination or object) every record of the model is planned as an insert.
+    let full_sync =
+        snapshot_reset || job.store.snapshot_len(job.sync).await.map_err(|e| failed(EngineError::from(e)))? == 0;
     let mut plan = plan(job, true, true, progress).await.map_err(failed)?;
     *plan_counts = plan.counts;
     progress.planned(&plan.counts);
@@ -90,6 +95,7 @@ async fn execute(
             })
             .collect(),
         planned_changes: plan.counts.changes(),
+        full_sync,
     };
     prepare_with_retries(job, &target)
         .await

@@ -283,6 +283,7 @@ mod tests {
             match_field: None,
             associations: Vec::new(),
             planned_changes: 0,
+            full_sync: false,
         }
     }
 

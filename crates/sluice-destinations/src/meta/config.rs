@@ -58,4 +58,8 @@ pub struct MetaConfig {
     pub timeout_seconds: Option<u64>,
     /// Seconds to wait for a connection; default 10.
     pub connect_timeout_seconds: Option<u64>,
+    /// On a full sync (first run, `sluice reset`, a changed destination or audience) in `audience`
+    /// mode, upload the members with `/usersreplace` in one session, so members the audience held
+    /// from before are dropped; default true. `false` adds them with `/users`, keeping the others.
+    pub replace_on_full_sync: Option<bool>,
 }

@@ -72,17 +72,32 @@ pub(crate) fn session_id() -> u64 {
     (value & (i64::MAX as u64)).max(1)
 }
 
-/// The form parameters of one upload. Each request is a whole session (`batch_seq` 1,
-/// `last_batch_flag` true): the delivery driver sends batches concurrently, retries and splits
-/// them, so batches of one run cannot keep a session's order, and a session left open would be
-/// closed by Meta only after 90 minutes.
-pub(crate) fn form(payload: &Payload, session_id: u64) -> Vec<(&'static str, String)> {
+/// The `session` parameter of one upload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Session {
+    pub(crate) id: u64,
+    pub(crate) seq: u64,
+    pub(crate) last: bool,
+    pub(crate) total: u64,
+}
+
+impl Session {
+    /// A session of one batch, as every `/users` request is: the delivery driver sends batches
+    /// concurrently, retries and splits them, so incremental batches of a run do not keep one
+    /// session's order, and a session left open would be closed by Meta only after 90 minutes.
+    pub(crate) fn single(rows: usize) -> Session {
+        Session { id: session_id(), seq: 1, last: true, total: rows as u64 }
+    }
+}
+
+/// The form parameters of one upload.
+pub(crate) fn form(payload: &Payload, session: Session) -> Vec<(&'static str, String)> {
     let body = json!({ "schema": payload.schema, "is_raw": true, "data": payload.rows });
     let session = json!({
-        "session_id": session_id,
-        "batch_seq": 1,
-        "last_batch_flag": true,
-        "estimated_num_total": payload.rows.len(),
+        "session_id": session.id,
+        "batch_seq": session.seq,
+        "last_batch_flag": session.last,
+        "estimated_num_total": session.total,
     });
     vec![("payload", body.to_string()), ("session", session.to_string())]
 }
@@ -143,7 +158,7 @@ mod tests {
         assert_eq!(payload.schema, ["EMAIL", "PHONE", "DOBY", "DOBM", "DOBD"]);
         assert_eq!(payload.rows[0], ["e1", "", "y", "m", "d"]);
         assert_eq!(payload.rows[1], ["e2", "p2", "", "", ""]);
-        let form = form(&payload, 42);
+        let form = form(&payload, Session { id: 42, seq: 1, last: true, total: 2 });
         let body: Json = serde_json::from_str(&form[0].1).unwrap();
         assert_eq!(body["is_raw"], true);
         let session: Json = serde_json::from_str(&form[1].1).unwrap();

@@ -6,13 +6,18 @@
 //! (mode `audience`; mode `insert` only adds). Each member's digests are kept as its destination
 //! id, so a removal, or a change of identifiers (remove the old, add the new), sends exactly what
 //! was added.
+//!
+//! A full sync in mode `audience` (the snapshot was empty, so nothing is known of what the audience
+//! holds) uploads the members with `POST /{audience_id}/usersreplace` instead, in one session for
+//! the run, so members left from before are dropped when its last batch arrives
+//! (`replace_on_full_sync`, on by default).
 
 mod client;
 mod config;
 mod mapping;
 
-use std::collections::HashMap;
-use std::sync::{Mutex, PoisonError};
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -20,8 +25,8 @@ pub use config::MetaConfig;
 use reqwest::Method;
 use serde_json::Value as Json;
 use sluice_core::{
-    ChangeBatch, DeliveryLimits, Destination, DestinationError, FieldDescription, ObjectDescription, Outcome,
-    RequestQuota, SyncMode, Target, WriteContext,
+    ChangeBatch, DeliveryLimits, Destination, DestinationError, ErrorClass, FieldDescription, ObjectDescription,
+    Outcome, RequestQuota, SyncMode, Target, WriteContext,
 };
 
 use self::client::Client;
@@ -40,6 +45,78 @@ pub struct MetaDestination {
     options: NormalizeOptions,
     /// Audience id per sync, from `prepare`.
     prepared: Mutex<HashMap<String, String>>,
+    /// Whether a full sync replaces the audience (`replace_on_full_sync`).
+    replace_on_full_sync: bool,
+    /// The replace session of each sync whose run is a full sync, from `prepare`. The async lock
+    /// keeps the session's requests one at a time, in `batch_seq` order, whatever the driver does.
+    sessions: Mutex<HashMap<String, Arc<tokio::sync::Mutex<ReplaceSession>>>>,
+}
+
+/// One run's `/usersreplace` session.
+struct ReplaceSession {
+    audience: String,
+    id: u64,
+    /// The `batch_seq` of the next request. It moves on only when Meta accepts a request, so a
+    /// retried request is sent again under its own number (Meta takes a batch sent again).
+    next_seq: u64,
+    /// `estimated_num_total`: the changes planned for the run, one per record.
+    planned: u64,
+    /// Keys of the changes that are done with: sent in an accepted request, or refused for good.
+    /// Counted once each, however often a batch is retried or split.
+    settled: HashSet<String>,
+    /// The last accepted payload, sent again to close the session when its last records are
+    /// refused for good and no request is left to carry `last_batch_flag`.
+    last_payload: Option<mapping::Payload>,
+    /// `last_batch_flag` was accepted: the audience is being replaced.
+    finished: bool,
+}
+
+impl ReplaceSession {
+    /// `last_batch_flag` for a request carrying these keys: every planned record is then done.
+    fn completes_with(&self, keys: &[&str]) -> bool {
+        let new = keys.iter().filter(|k| !self.settled.contains(**k)).collect::<HashSet<_>>().len();
+        (self.settled.len() + new) as u64 >= self.planned
+    }
+
+    fn session(&self, last: bool) -> mapping::Session {
+        mapping::Session { id: self.id, seq: self.next_seq, last, total: self.planned }
+    }
+
+    /// Says which session a failure broke, and what an unfinished one means.
+    fn explain(&self, mut error: DestinationError) -> DestinationError {
+        error.message = format!(
+            "{} (replace session {} of audience {}, batch_seq {}, {} of {} records done; Meta keeps the audience's \
+             old members until the session's last batch arrives: if this run stops, run `sluice reset` on the sync \
+             once Meta has ended the session, 90 minutes after it started)",
+            error.message,
+            self.id,
+            self.audience,
+            self.next_seq,
+            self.settled.len(),
+            self.planned
+        );
+        error
+    }
+}
+
+fn invalid(count: usize) -> String {
+    format!(
+        "Meta counted this member as an invalid entry ({count} in its request) and did not add or remove it; \
+         its identifiers were normalised and hashed by Sluice, so report this with the request's session"
+    )
+}
+
+/// What a change becomes once its member was sent.
+fn sent_outcome(op: &MemberOp) -> Outcome {
+    match op {
+        MemberOp::Add(sent) | MemberOp::Remove(sent) | MemberOp::Replace { add: sent, .. } => {
+            // What was sent is what a later removal must send.
+            let mut applied = Outcome::applied();
+            applied.destination_id = Some(sent.to_destination_id());
+            applied
+        }
+        MemberOp::Reject(message) => Outcome::rejected(message.clone()),
+    }
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -155,6 +232,7 @@ impl MetaDestination {
             Some(account) => format!("meta {base} act_{account}"),
             None => format!("meta {base}"),
         };
+        let replace_on_full_sync = config.replace_on_full_sync.unwrap_or(true);
         let limits = DeliveryLimits {
             quotas: vec![RequestQuota { requests: per_hour, per: Duration::from_secs(3600) }],
             max_concurrency,
@@ -169,6 +247,8 @@ impl MetaDestination {
             ad_account,
             options,
             prepared: Mutex::new(HashMap::new()),
+            replace_on_full_sync,
+            sessions: Mutex::new(HashMap::new()),
         })
     }
 
@@ -197,7 +277,7 @@ impl MetaDestination {
         let mut invalid = Vec::new();
         for (chunk_index, chunk) in members.chunks(self.batch_size.min(config::MAX_BATCH_SIZE)).enumerate() {
             let payload = mapping::payload(chunk);
-            let form = mapping::form(&payload, mapping::session_id());
+            let form = mapping::form(&payload, mapping::Session::single(payload.rows.len()));
             let path = format!("{audience}/users");
             let reply = self.client.send_form(method.clone(), &path, &form, Some(context)).await?;
             if !reply.is_success() {
@@ -260,7 +340,14 @@ impl Destination for MetaDestination {
     }
 
     fn delivery_limits(&self) -> DeliveryLimits {
-        self.limits.clone()
+        let mut limits = self.limits.clone();
+        // A session in use (locked) or not finished is open.
+        if lock(&self.sessions).values().any(|s| s.try_lock().map_or(true, |s| !s.finished)) {
+            // A replace session takes its batches one after the other (the session lock would
+            // queue them anyway; this keeps the driver from holding batches that only wait).
+            limits.max_concurrency = 1;
+        }
+        limits
     }
 
     fn wants_destination_ids(&self) -> bool {
@@ -367,6 +454,31 @@ impl Destination for MetaDestination {
             )));
         }
         lock(&self.prepared).insert(target.sync.clone(), id.to_string());
+        let mut sessions = lock(&self.sessions);
+        if self.replace_on_full_sync
+            && target.full_sync
+            && target.mode == SyncMode::Audience
+            && target.planned_changes > 0
+        {
+            let session = ReplaceSession {
+                audience: id.to_string(),
+                id: mapping::session_id(),
+                next_seq: 1,
+                planned: target.planned_changes,
+                settled: HashSet::new(),
+                last_payload: None,
+                finished: false,
+            };
+            tracing::info!(
+                sync = target.sync,
+                audience = id,
+                session = session.id,
+                "full sync: replacing the audience"
+            );
+            sessions.insert(target.sync.clone(), Arc::new(tokio::sync::Mutex::new(session)));
+        } else {
+            sessions.remove(&target.sync);
+        }
         Ok(())
     }
 
@@ -376,6 +488,25 @@ impl Destination for MetaDestination {
             None => return Err(DestinationError::config("set `object:` on the sync to the Meta custom audience's id")),
         };
         check_audience_id(&audience)?;
+        let session = lock(&self.sessions).get(&context.sync).cloned();
+        if let Some(session) = session.filter(|_| context.mode == SyncMode::Audience) {
+            let mut session = session.lock().await;
+            if session.audience == audience && !session.finished {
+                return self.write_replace(context, batch, &mut session).await;
+            }
+        }
+        self.write_incremental(context, &audience, batch).await
+    }
+}
+
+impl MetaDestination {
+    /// Adds and removes members through `/users`.
+    async fn write_incremental(
+        &self,
+        context: &WriteContext,
+        audience: &str,
+        batch: &ChangeBatch,
+    ) -> Result<Vec<Outcome>, DestinationError> {
         let ops = members::plan_members(Platform::Meta, batch, &self.options);
         let mut outcomes: Vec<Option<Outcome>> = vec![None; ops.len()];
         let mut removals: Vec<(usize, &Member)> = Vec::new();
@@ -396,15 +527,9 @@ impl Destination for MetaDestination {
             // Insert mode only adds; a replaced member's old identifiers stay in the audience.
             removals.clear();
         }
-        let invalid = |count: usize| {
-            format!(
-                "Meta counted this member as an invalid entry ({count} in its request) and did not add or remove it; \
-                 its identifiers were normalised and hashed by Sluice, so report this with the request's session"
-            )
-        };
         if !removals.is_empty() {
             let sent: Vec<&Member> = removals.iter().map(|(_, m)| *m).collect();
-            let refused = self.upload(context, &audience, Method::DELETE, &sent).await?;
+            let refused = self.upload(context, audience, Method::DELETE, &sent).await?;
             for position in &refused {
                 outcomes[removals[*position].0] = Some(Outcome::rejected(invalid(refused.len())));
             }
@@ -413,24 +538,111 @@ impl Destination for MetaDestination {
         additions.retain(|(index, _)| outcomes[*index].is_none());
         if !additions.is_empty() {
             let sent: Vec<&Member> = additions.iter().map(|(_, m)| *m).collect();
-            let refused = self.upload(context, &audience, Method::POST, &sent).await?;
+            let refused = self.upload(context, audience, Method::POST, &sent).await?;
             for position in &refused {
                 outcomes[additions[*position].0] = Some(Outcome::rejected(invalid(refused.len())));
             }
         }
-        Ok(ops
-            .iter()
-            .zip(outcomes)
-            .map(|(op, outcome)| match (outcome, op) {
-                (Some(outcome), _) => outcome,
-                (None, MemberOp::Add(sent) | MemberOp::Remove(sent) | MemberOp::Replace { add: sent, .. }) => {
-                    // What was sent is what a later removal must send.
-                    let mut applied = Outcome::applied();
-                    applied.destination_id = Some(sent.to_destination_id());
-                    applied
-                }
-                (None, MemberOp::Reject(message)) => Outcome::rejected(message.clone()),
-            })
-            .collect())
+        Ok(ops.iter().zip(outcomes).map(|(op, outcome)| outcome.unwrap_or_else(|| sent_outcome(op))).collect())
     }
+
+    /// Uploads a batch of a full sync into the run's `/usersreplace` session.
+    async fn write_replace(
+        &self,
+        context: &WriteContext,
+        batch: &ChangeBatch,
+        session: &mut ReplaceSession,
+    ) -> Result<Vec<Outcome>, DestinationError> {
+        let ops = members::plan_members(Platform::Meta, batch, &self.options);
+        let mut outcomes: Vec<Option<Outcome>> = vec![None; ops.len()];
+        let mut sent: Vec<(usize, &Member)> = Vec::new();
+        for (index, (op, change)) in ops.iter().zip(&batch.changes).enumerate() {
+            match op {
+                // A full sync plans inserts; a changed member is sent as it is now.
+                MemberOp::Add(member) | MemberOp::Replace { add: member, .. } => sent.push((index, member)),
+                // Nobody is removed one by one: whoever the session does not name leaves.
+                MemberOp::Remove(_) => {
+                    session.settled.insert(change.key.clone());
+                    outcomes[index] = Some(Outcome::applied());
+                }
+                MemberOp::Reject(message) => {
+                    session.settled.insert(change.key.clone());
+                    outcomes[index] = Some(Outcome::rejected(message.clone()));
+                }
+            }
+        }
+        let path = format!("{}/usersreplace", session.audience);
+        for chunk in sent.chunks(self.batch_size.min(config::MAX_BATCH_SIZE)) {
+            let keys: Vec<&str> = chunk.iter().map(|(index, _)| batch.changes[*index].key.as_str()).collect();
+            let members: Vec<&Member> = chunk.iter().map(|(_, member)| *member).collect();
+            let payload = mapping::payload(&members);
+            let last = session.completes_with(&keys);
+            let form = mapping::form(&payload, session.session(last));
+            let reply = match self.client.send_form(Method::POST, &path, &form, Some(context)).await {
+                Ok(reply) => reply,
+                Err(error) => return Err(session.explain(error)),
+            };
+            let answer = if reply.is_success() {
+                mapping::answer(&reply.json(), &payload)
+            } else if last && is_session_finished(&reply) {
+                // An earlier attempt of this very request arrived and closed the session, but
+                // its answer was lost: the members are in.
+                mapping::Answer::default()
+            } else {
+                let error = client::failure(&format!("POST /{path}"), &reply);
+                if error.class == ErrorClass::Permanent && batch.changes.len() == 1 {
+                    // The driver cannot split a single record further: it is refused for good,
+                    // and the session must still end.
+                    session.settled.extend(keys.iter().map(|k| k.to_string()));
+                    self.close(context, session).await?;
+                }
+                return Err(session.explain(error));
+            };
+            session.next_seq += 1;
+            session.settled.extend(keys.iter().map(|k| k.to_string()));
+            session.last_payload = Some(payload);
+            if last {
+                session.finished = true;
+                tracing::info!(audience = session.audience, session = session.id, "replace session complete");
+            }
+            for row in &answer.invalid_rows {
+                outcomes[chunk[*row].0] = Some(Outcome::rejected(invalid(answer.invalid_rows.len())));
+            }
+        }
+        self.close(context, session).await?;
+        Ok(ops.iter().zip(outcomes).map(|(op, outcome)| outcome.unwrap_or_else(|| sent_outcome(op))).collect())
+    }
+
+    /// Ends a session whose records are all done but whose last request was refused, by sending
+    /// the last accepted payload again with `last_batch_flag` (members already in the session).
+    async fn close(&self, context: &WriteContext, session: &mut ReplaceSession) -> Result<(), DestinationError> {
+        if session.finished || (session.settled.len() as u64) < session.planned {
+            return Ok(());
+        }
+        let Some(payload) = session.last_payload.clone() else {
+            // Nothing was accepted, so the session never started: the audience is unchanged.
+            tracing::warn!(
+                audience = session.audience,
+                "every record of the full sync was refused; the audience was not replaced"
+            );
+            session.finished = true;
+            return Ok(());
+        };
+        let path = format!("{}/usersreplace", session.audience);
+        let form = mapping::form(&payload, session.session(true));
+        let reply =
+            self.client.send_form(Method::POST, &path, &form, Some(context)).await.map_err(|e| session.explain(e))?;
+        if !reply.is_success() && !is_session_finished(&reply) {
+            return Err(session.explain(client::failure(&format!("POST /{path}"), &reply)));
+        }
+        session.next_seq += 1;
+        session.finished = true;
+        Ok(())
+    }
+}
+
+/// Meta's "Session Finished" (code 2650, subcode 1870159): a batch with `last_batch_flag` was
+/// already received for the session.
+fn is_session_finished(reply: &client::Reply) -> bool {
+    client::graph_error(reply).is_some_and(|e| e.code == Some(2650) && e.subcode == Some(1_870_159))
 }

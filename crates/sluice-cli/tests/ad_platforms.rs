@@ -138,7 +138,7 @@ async fn meta_audience_members_enter_and_leave_as_hashes() {
     write_project(
         dir.path(),
         &format!(
-            "{{ type: meta, access_token: \"{DEFAULT_ACCESS_TOKEN}\", api_url: \"{}\", batch_size: 2, default_country: FR }}",
+            "{{ type: meta, access_token: \"{DEFAULT_ACCESS_TOKEN}\", api_url: \"{}\", batch_size: 2, default_country: FR, replace_on_full_sync: true }}",
             fake.base_url()
         ),
         &format!(

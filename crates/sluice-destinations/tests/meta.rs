@@ -614,7 +614,9 @@ fn assert_one_ordered_session(sessions: &[(serde_json::Value, Option<u16>)], pla
 async fn a_full_sync_replaces_the_audience_in_one_session_then_runs_go_back_to_users() {
     let fake = MetaFake::start(MetaOptions::default()).await;
     seed_stale_members(&fake, 3).await;
-    let destination = MetaDestination::new(config(&fake, serde_json::json!({"batch_size": 2}))).unwrap();
+    let destination =
+        MetaDestination::new(config(&fake, serde_json::json!({"batch_size": 2, "replace_on_full_sync": true})))
+            .unwrap();
     destination.prepare(&full_sync(5)).await.unwrap();
     assert_eq!(destination.delivery_limits().max_concurrency, 1, "a replace session sends one batch at a time");
     let sink = CaptureSink(Default::default());
@@ -669,7 +671,9 @@ async fn replace_on_full_sync_false_and_insert_mode_keep_stale_members() {
 async fn a_429_or_5xx_inside_a_replace_session_is_retried_in_order() {
     let fake = MetaFake::start(MetaOptions::default()).await;
     seed_stale_members(&fake, 2).await;
-    let destination = MetaDestination::new(config(&fake, serde_json::json!({"batch_size": 1}))).unwrap();
+    let destination =
+        MetaDestination::new(config(&fake, serde_json::json!({"batch_size": 1, "replace_on_full_sync": true})))
+            .unwrap();
     destination.prepare(&full_sync(4)).await.unwrap();
     let sink = CaptureSink(Default::default());
     let mut context = context(SyncMode::Audience);
@@ -706,7 +710,9 @@ async fn a_429_or_5xx_inside_a_replace_session_is_retried_in_order() {
 async fn a_session_whose_last_records_are_refused_is_still_closed() {
     let fake = MetaFake::start(MetaOptions::default()).await;
     seed_stale_members(&fake, 2).await;
-    let destination = MetaDestination::new(config(&fake, serde_json::json!({"batch_size": 2}))).unwrap();
+    let destination =
+        MetaDestination::new(config(&fake, serde_json::json!({"batch_size": 2, "replace_on_full_sync": true})))
+            .unwrap();
     destination.prepare(&full_sync(4)).await.unwrap();
     let sink = CaptureSink(Default::default());
     let mut context = context(SyncMode::Audience);

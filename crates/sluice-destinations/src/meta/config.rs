@@ -60,6 +60,8 @@ pub struct MetaConfig {
     pub connect_timeout_seconds: Option<u64>,
     /// On a full sync (first run, `sluice reset`, a changed destination or audience) in `audience`
     /// mode, upload the members with `/usersreplace` in one session, so members the audience held
-    /// from before are dropped; default true. `false` adds them with `/users`, keeping the others.
+    /// from before are dropped. Default false: each batch of a replace session is acknowledged
+    /// before the session ends, so a run that stops mid-session leaves the audience to Meta's
+    /// handling of unfinished sessions until `sluice reset`; `/users` batches are final.
     pub replace_on_full_sync: Option<bool>,
 }

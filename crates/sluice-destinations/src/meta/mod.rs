@@ -10,7 +10,7 @@
 //! A full sync in mode `audience` (the snapshot was empty, so nothing is known of what the audience
 //! holds) uploads the members with `POST /{audience_id}/usersreplace` instead, in one session for
 //! the run, so members left from before are dropped when its last batch arrives
-//! (`replace_on_full_sync`, on by default).
+//! (`replace_on_full_sync`, off by default).
 
 mod client;
 mod config;
@@ -232,7 +232,7 @@ impl MetaDestination {
             Some(account) => format!("meta {base} act_{account}"),
             None => format!("meta {base}"),
         };
-        let replace_on_full_sync = config.replace_on_full_sync.unwrap_or(true);
+        let replace_on_full_sync = config.replace_on_full_sync.unwrap_or(false);
         let limits = DeliveryLimits {
             quotas: vec![RequestQuota { requests: per_hour, per: Duration::from_secs(3600) }],
             max_concurrency,

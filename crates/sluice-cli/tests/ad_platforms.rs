@@ -81,6 +81,43 @@ fn change_members(connection: &rusqlite::Connection) {
         .unwrap();
 }
 
+/// The sync under test: the abandoned-cart audience into `object`, in audience mode, with its
+/// requests captured.
+fn audience_sync(object: &str, mapping: &str) -> String {
+    format!(
+        "    model: abandoned_cart\n    destination: ads\n    object: \"{object}\"\n    mode: audience\n    debug_requests: true\n    mapping: {{ {mapping} }}\n"
+    )
+}
+
+/// The first sync: the four members enter. Returns the platform's members afterwards.
+async fn first_sync<T: Ord + std::fmt::Debug>(dir: &Path, members: impl Fn() -> BTreeSet<T>) -> BTreeSet<T> {
+    let (code, report) = sync_json_async(dir, "carts_to_ads").await;
+    assert_eq!(code, 0, "{report}");
+    assert_eq!(counts(&report), (4, 0, 0, 0));
+    let members = members();
+    assert_eq!(members.len(), 4, "{members:?}");
+    members
+}
+
+/// User 2 leaves and user 5 enters; the second sync removes one member and adds one. Returns
+/// the platform's members afterwards.
+async fn second_sync<T: Ord + std::fmt::Debug>(
+    dir: &Path,
+    connection: &rusqlite::Connection,
+    before: &BTreeSet<T>,
+    members: impl Fn() -> BTreeSet<T>,
+) -> BTreeSet<T> {
+    change_members(connection);
+    let (code, report) = sync_json_async(dir, "carts_to_ads").await;
+    assert_eq!(code, 0, "{report}");
+    assert_eq!(counts(&report), (1, 0, 1, 0), "user 5 entered, user 2 left");
+    let after = members();
+    assert_eq!(after.len(), 4, "{after:?}");
+    assert_eq!(before.difference(&after).count(), 1, "one member removed");
+    assert_eq!(after.difference(before).count(), 1, "one member added");
+    after
+}
+
 /// Every captured request body of the project's runs, for the "only hashes leave" check.
 async fn captured_bodies(dir: &Path) -> String {
     let mut all = String::new();
@@ -141,9 +178,7 @@ async fn meta_audience_members_enter_and_leave_as_hashes() {
             "{{ type: meta, access_token: \"{DEFAULT_ACCESS_TOKEN}\", api_url: \"{}\", batch_size: 2, default_country: FR, replace_on_full_sync: true }}",
             fake.base_url()
         ),
-        &format!(
-            "    model: abandoned_cart\n    destination: ads\n    object: \"{DEFAULT_AUDIENCE_ID}\"\n    mode: audience\n    debug_requests: true\n    mapping: {{ email: email, phone: phone }}\n"
-        ),
+        &audience_sync(DEFAULT_AUDIENCE_ID, "email: email, phone: phone"),
     );
 
     let (code, report) = sync_json_async(dir.path(), "carts_to_ads").await;
@@ -212,9 +247,7 @@ async fn google_customer_match_members_enter_and_leave_through_a_token_refresh()
             fake.base_url(),
             fake.token_url()
         ),
-        &format!(
-            "    model: abandoned_cart\n    destination: ads\n    object: \"{DEFAULT_USER_LIST}\"\n    mode: audience\n    debug_requests: true\n    mapping: {{ email: email, phone: phone }}\n"
-        ),
+        &audience_sync(DEFAULT_USER_LIST, "email: email, phone: phone"),
     );
     let emails = |fake: &DataManagerFake| -> BTreeSet<String> {
         fake.members(DEFAULT_USER_LIST)
@@ -227,11 +260,7 @@ async fn google_customer_match_members_enter_and_leave_through_a_token_refresh()
             .collect()
     };
 
-    let (code, report) = sync_json_async(dir.path(), "carts_to_ads").await;
-    assert_eq!(code, 0, "{report}");
-    assert_eq!(counts(&report), (4, 0, 0, 0));
-    let before = emails(&fake);
-    assert_eq!(before.len(), 4);
+    let before = first_sync(dir.path(), || emails(&fake)).await;
     assert!(before.contains(DANAM_SHA256), "Google's documented hash: {before:?}");
     let phones: BTreeSet<StoredIdentifier> = fake
         .members(DEFAULT_USER_LIST)
@@ -243,13 +272,7 @@ async fn google_customer_match_members_enter_and_leave_through_a_token_refresh()
     let dana_phone = "42d573cfc315801d4cd8eddd5416b416a0bf298b9b9e12d6b07442c91db42bd8";
     assert!(phones.contains(&StoredIdentifier::Phone(dana_phone.into())), "phones are hashed E.164: {phones:?}");
 
-    change_members(&connection);
-    let (code, report) = sync_json_async(dir.path(), "carts_to_ads").await;
-    assert_eq!(code, 0, "{report}");
-    assert_eq!(counts(&report), (1, 0, 1, 0), "user 5 entered, user 2 left");
-    let after = emails(&fake);
-    assert_eq!(after.len(), 4);
-    assert_eq!(before.difference(&after).count(), 1);
+    let after = second_sync(dir.path(), &connection, &before, || emails(&fake)).await;
     assert!(after.contains(DANAM_SHA256));
     assert_eq!(fake.invalid_requests(), 0, "every request met the documented shape (≤ 2 members each)");
     assert_no_plain_values(&captured_bodies(dir.path()).await);
@@ -278,9 +301,7 @@ async fn tiktok_audience_members_enter_and_leave_as_hashes() {
             "{{ type: tiktok_audiences, access_token: \"{DEFAULT_ACCESS_TOKEN}\", advertiser_id: \"{DEFAULT_ADVERTISER_ID}\", api_url: \"{}\", batch_size: 2, default_country: FR }}",
             fake.base_url()
         ),
-        &format!(
-            "    model: abandoned_cart\n    destination: ads\n    object: \"{DEFAULT_AUDIENCE_ID}\"\n    mode: audience\n    debug_requests: true\n    mapping: {{ email: email, phone: phone }}\n"
-        ),
+        &audience_sync(DEFAULT_AUDIENCE_ID, "email: email, phone: phone"),
     );
     let emails = |fake: &TikTokFake| -> BTreeSet<String> {
         fake.members(DEFAULT_AUDIENCE_ID)
@@ -291,20 +312,10 @@ async fn tiktok_audience_members_enter_and_leave_as_hashes() {
             .collect()
     };
 
-    let (code, report) = sync_json_async(dir.path(), "carts_to_ads").await;
-    assert_eq!(code, 0, "{report}");
-    assert_eq!(counts(&report), (4, 0, 0, 0));
-    let before = emails(&fake);
-    assert_eq!(before.len(), 4);
+    let before = first_sync(dir.path(), || emails(&fake)).await;
     assert!(before.contains(JANEDOE_SHA256), "TikTok's documented hash: {before:?}");
 
-    change_members(&connection);
-    let (code, report) = sync_json_async(dir.path(), "carts_to_ads").await;
-    assert_eq!(code, 0, "{report}");
-    assert_eq!(counts(&report), (1, 0, 1, 0), "user 5 entered, user 2 left");
-    let after = emails(&fake);
-    assert_eq!(after.len(), 4);
-    assert_eq!(before.difference(&after).count(), 1);
+    let after = second_sync(dir.path(), &connection, &before, || emails(&fake)).await;
     assert!(after.contains(JANEDOE_SHA256));
     assert_eq!(fake.invalid_requests(), 0, "every request met the documented shape (≤ 2 users each)");
     assert_no_plain_values(&captured_bodies(dir.path()).await);
@@ -329,23 +340,12 @@ async fn snapchat_audience_members_enter_and_leave_as_hashes() {
             fake.api_url(),
             fake.token_url()
         ),
-        &format!(
-            "    model: abandoned_cart\n    destination: ads\n    object: \"{DEFAULT_SEGMENT}\"\n    mode: audience\n    debug_requests: true\n    mapping: {{ email: email }}\n"
-        ),
+        &audience_sync(DEFAULT_SEGMENT, "email: email"),
     );
-    let (code, report) = sync_json_async(dir.path(), "carts_to_ads").await;
-    assert_eq!(code, 0, "{report}");
-    assert_eq!(counts(&report), (4, 0, 0, 0));
-    let before = fake.members(DEFAULT_SEGMENT);
-    assert_eq!(before.len(), 4);
+    let before = first_sync(dir.path(), || fake.members(DEFAULT_SEGMENT)).await;
     assert!(before.contains(&format!("EMAIL_SHA256:{MARY_EMAIL_SHA256}")), "{before:?}");
 
-    change_members(&connection);
-    let (code, report) = sync_json_async(dir.path(), "carts_to_ads").await;
-    assert_eq!(code, 0, "{report}");
-    assert_eq!(counts(&report), (1, 0, 1, 0), "user 5 entered, user 2 left");
-    let after = fake.members(DEFAULT_SEGMENT);
-    assert_eq!((after.len(), before.difference(&after).count()), (4, 1));
+    let after = second_sync(dir.path(), &connection, &before, || fake.members(DEFAULT_SEGMENT)).await;
     assert_eq!(fake.invalid_requests(), 0);
     assert!(fake.state().counters.token_refreshes >= 1, "an expired token was refreshed mid-run");
     assert_no_plain_values(&captured_bodies(dir.path()).await);
@@ -374,23 +374,12 @@ async fn linkedin_segment_members_enter_and_leave_as_hashes() {
             fake.api_url(),
             fake.token_url()
         ),
-        &format!(
-            "    model: abandoned_cart\n    destination: ads\n    object: \"{DEFAULT_SEGMENT}\"\n    mode: audience\n    debug_requests: true\n    mapping: {{ email: email }}\n"
-        ),
+        &audience_sync(DEFAULT_SEGMENT, "email: email"),
     );
-    let (code, report) = sync_json_async(dir.path(), "carts_to_ads").await;
-    assert_eq!(code, 0, "{report}");
-    assert_eq!(counts(&report), (4, 0, 0, 0));
-    let before = fake.members(DEFAULT_SEGMENT);
-    assert_eq!(before.len(), 4);
+    let before = first_sync(dir.path(), || fake.members(DEFAULT_SEGMENT)).await;
     assert!(before.contains(&format!("SHA256_EMAIL:{MARY_EMAIL_SHA256}")), "{before:?}");
 
-    change_members(&connection);
-    let (code, report) = sync_json_async(dir.path(), "carts_to_ads").await;
-    assert_eq!(code, 0, "{report}");
-    assert_eq!(counts(&report), (1, 0, 1, 0), "user 5 entered, user 2 left");
-    let after = fake.members(DEFAULT_SEGMENT);
-    assert_eq!((after.len(), before.difference(&after).count()), (4, 1));
+    let after = second_sync(dir.path(), &connection, &before, || fake.members(DEFAULT_SEGMENT)).await;
     assert_eq!(fake.invalid_requests(), 0);
     assert_no_plain_values(&captured_bodies(dir.path()).await);
 }

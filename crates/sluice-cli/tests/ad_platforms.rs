@@ -345,7 +345,7 @@ async fn snapchat_audience_members_enter_and_leave_as_hashes() {
     let before = first_sync(dir.path(), || fake.members(DEFAULT_SEGMENT)).await;
     assert!(before.contains(&format!("EMAIL_SHA256:{MARY_EMAIL_SHA256}")), "{before:?}");
 
-    let after = second_sync(dir.path(), &connection, &before, || fake.members(DEFAULT_SEGMENT)).await;
+    second_sync(dir.path(), &connection, &before, || fake.members(DEFAULT_SEGMENT)).await;
     assert_eq!(fake.invalid_requests(), 0);
     assert!(fake.state().counters.token_refreshes >= 1, "an expired token was refreshed mid-run");
     assert_no_plain_values(&captured_bodies(dir.path()).await);
@@ -379,7 +379,7 @@ async fn linkedin_segment_members_enter_and_leave_as_hashes() {
     let before = first_sync(dir.path(), || fake.members(DEFAULT_SEGMENT)).await;
     assert!(before.contains(&format!("SHA256_EMAIL:{MARY_EMAIL_SHA256}")), "{before:?}");
 
-    let after = second_sync(dir.path(), &connection, &before, || fake.members(DEFAULT_SEGMENT)).await;
+    second_sync(dir.path(), &connection, &before, || fake.members(DEFAULT_SEGMENT)).await;
     assert_eq!(fake.invalid_requests(), 0);
     assert_no_plain_values(&captured_bodies(dir.path()).await);
 }

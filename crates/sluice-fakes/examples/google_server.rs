@@ -17,93 +17,38 @@
 //! `GOOGLE_ADS` `1234567890` with user lists `5550001` (contact info), `5550002` (mobile ids) and
 //! `5550003` (user ids).
 
-use std::io::Write;
-use std::net::{SocketAddr, TcpListener};
-use std::path::PathBuf;
-use std::time::Duration;
-
 #[path = "common/mod.rs"]
 mod common;
 
-use common::{relay, write_stats};
+use common::{listen, parse_server_args, write_stats_forever};
 use serde_json::json;
 use sluice_fakes::google::{DataManagerFake, DataManagerOptions, RateLimit};
 
 const USAGE: &str = "usage: google_server [--port N] [--limits on|off] [--stats FILE]";
 
-fn parse_args() -> Result<(u16, bool, Option<PathBuf>), String> {
-    let (mut port, mut limits, mut stats) = (0u16, true, None);
-    let mut it = std::env::args().skip(1);
-    while let Some(arg) = it.next() {
-        let mut value = |name: &str| it.next().ok_or_else(|| format!("{name} needs a value"));
-        match arg.as_str() {
-            "--port" => {
-                let text = value("--port")?;
-                port = text.parse().map_err(|_| format!("--port: expected 0 to 65535, found {text:?}"))?;
-            }
-            "--limits" => {
-                limits = match value("--limits")?.as_str() {
-                    "on" => true,
-                    "off" => false,
-                    other => return Err(format!("--limits: expected on or off, found {other:?}")),
-                }
-            }
-            "--stats" => stats = Some(PathBuf::from(value("--stats")?)),
-            "-h" | "--help" => {
-                println!("{USAGE}");
-                std::process::exit(0);
-            }
-            other => return Err(format!("unknown argument {other:?}")),
-        }
-    }
-    Ok((port, limits, stats))
-}
-
 #[tokio::main]
 async fn main() {
-    let (port, limits, stats) = parse_args().unwrap_or_else(|message| {
-        eprintln!("google_server: {message}\n{USAGE}");
-        std::process::exit(2);
-    });
+    let args = parse_server_args("google_server", USAGE);
+    let limits = args.limits;
     let options = DataManagerOptions { rate_limit: limits.then(RateLimit::default), ..DataManagerOptions::default() };
     let fake = DataManagerFake::start(options).await;
-    let base = if port == 0 {
-        fake.base_url()
-    } else {
-        let listener = TcpListener::bind(("127.0.0.1", port)).unwrap_or_else(|e| {
-            eprintln!("google_server: cannot listen on 127.0.0.1:{port}: {e}");
-            std::process::exit(1);
-        });
-        let target: SocketAddr = fake.base_url().trim_start_matches("http://").parse().expect("fake address");
-        std::thread::spawn(move || relay(listener, target));
-        format!("http://127.0.0.1:{port}")
-    };
-    let mut stdout = std::io::stdout();
-    let _ = writeln!(stdout, "listening on {base}");
-    let _ = stdout.flush();
-    let mut tick = tokio::time::interval(Duration::from_millis(200));
-    for seq in 1u64.. {
-        tick.tick().await;
-        let Some(path) = &stats else { continue };
-        let value = {
-            let state = fake.state();
-            let members: usize = state.lists.values().map(|l| l.len()).sum();
-            let c = &state.counters;
-            json!({
-                "seq": seq,
-                "limits": if limits { "on" } else { "off" },
-                "members": members,
-                "requests": c.requests,
-                "invalid_requests": state.requests.iter().filter(|r| !r.body_valid).count(),
-                "rate_limited": c.rate_limited,
-                "unauthorized": c.unauthorized,
-                "token_refreshes": c.token_refreshes,
-                "ingested": c.ingested,
-                "removed": c.removed,
-            })
-        };
-        if let Err(e) = write_stats(path, &value) {
-            eprintln!("google_server: cannot write {}: {e}", path.display());
-        }
-    }
+    listen("google_server", args.port, fake.base_url());
+    write_stats_forever("google_server", args.stats.as_ref(), |seq| {
+        let state = fake.state();
+        let members: usize = state.lists.values().map(|l| l.len()).sum();
+        let c = &state.counters;
+        json!({
+            "seq": seq,
+            "limits": if limits { "on" } else { "off" },
+            "members": members,
+            "requests": c.requests,
+            "invalid_requests": state.requests.iter().filter(|r| !r.body_valid).count(),
+            "rate_limited": c.rate_limited,
+            "unauthorized": c.unauthorized,
+            "token_refreshes": c.token_refreshes,
+            "ingested": c.ingested,
+            "removed": c.removed,
+        })
+    })
+    .await;
 }

@@ -25,15 +25,13 @@
 //! `pat-na1-fake`. The server runs until it is killed; the stats file is at most 200 ms old then.
 
 use std::collections::{HashMap, HashSet};
-use std::io::Write;
-use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 #[path = "common/mod.rs"]
 mod common;
 
-use common::{relay, write_stats};
+use common::{listen, write_stats};
 use serde_json::json;
 use sluice_fakes::hubspot::{HubSpotFake, HubSpotOptions, RateLimit};
 
@@ -163,20 +161,7 @@ async fn main() {
     };
     let options = HubSpotOptions { rate_limit: rate_limit(args.limits), ..HubSpotOptions::default() };
     let fake = HubSpotFake::start(options).await;
-    let base = if args.port == 0 {
-        fake.base_url()
-    } else {
-        let listener = TcpListener::bind(("127.0.0.1", args.port)).unwrap_or_else(|e| {
-            eprintln!("hubspot_server: cannot listen on 127.0.0.1:{}: {e}", args.port);
-            std::process::exit(1);
-        });
-        let target: SocketAddr = fake.base_url().trim_start_matches("http://").parse().expect("fake address");
-        std::thread::spawn(move || relay(listener, target));
-        format!("http://127.0.0.1:{}", args.port)
-    };
-    let mut stdout = std::io::stdout();
-    let _ = writeln!(stdout, "listening on {base}");
-    let _ = stdout.flush();
+    listen("hubspot_server", args.port, fake.base_url());
 
     let mut seq = 0u64;
     let mut moved = Moved::default();

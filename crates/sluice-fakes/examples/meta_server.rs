@@ -17,53 +17,16 @@
 //! `EAAfake-system-user-token`, the ad account `act_1234567890`, the customer-list audience
 //! `23850000000000001`. The server runs until it is killed; the stats file is at most 200 ms old then.
 
-use std::io::Write;
-use std::net::{SocketAddr, TcpListener};
-use std::path::PathBuf;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 #[path = "common/mod.rs"]
 mod common;
 
-use common::{relay, write_stats};
+use common::{listen, parse_server_args, write_stats_forever};
 use serde_json::json;
 use sluice_fakes::meta::{MetaFake, MetaOptions};
 
 const USAGE: &str = "usage: meta_server [--port N] [--limits on|off] [--stats FILE]";
-
-struct Args {
-    port: u16,
-    limits: bool,
-    stats: Option<PathBuf>,
-}
-
-fn parse_args() -> Result<Args, String> {
-    let mut args = Args { port: 0, limits: true, stats: None };
-    let mut it = std::env::args().skip(1);
-    while let Some(arg) = it.next() {
-        let mut value = |name: &str| it.next().ok_or_else(|| format!("{name} needs a value"));
-        match arg.as_str() {
-            "--port" => {
-                let text = value("--port")?;
-                args.port = text.parse().map_err(|_| format!("--port: expected 0 to 65535, found {text:?}"))?;
-            }
-            "--limits" => {
-                args.limits = match value("--limits")?.as_str() {
-                    "on" => true,
-                    "off" => false,
-                    other => return Err(format!("--limits: expected on or off, found {other:?}")),
-                }
-            }
-            "--stats" => args.stats = Some(PathBuf::from(value("--stats")?)),
-            "-h" | "--help" => {
-                println!("{USAGE}");
-                std::process::exit(0);
-            }
-            other => return Err(format!("unknown argument {other:?}")),
-        }
-    }
-    Ok(args)
-}
 
 fn stats_json(fake: &MetaFake, seq: u64) -> serde_json::Value {
     let state = fake.state();
@@ -92,39 +55,9 @@ fn stats_json(fake: &MetaFake, seq: u64) -> serde_json::Value {
 
 #[tokio::main]
 async fn main() {
-    let args = match parse_args() {
-        Ok(args) => args,
-        Err(message) => {
-            eprintln!("meta_server: {message}\n{USAGE}");
-            std::process::exit(2);
-        }
-    };
+    let args = parse_server_args("meta_server", USAGE);
     let options = MetaOptions { requests_per_hour: args.limits.then_some(5_000), ..MetaOptions::default() };
     let fake = MetaFake::start(options).await;
-    let base = if args.port == 0 {
-        fake.base_url()
-    } else {
-        let listener = TcpListener::bind(("127.0.0.1", args.port)).unwrap_or_else(|e| {
-            eprintln!("meta_server: cannot listen on 127.0.0.1:{}: {e}", args.port);
-            std::process::exit(1);
-        });
-        let target: SocketAddr = fake.base_url().trim_start_matches("http://").parse().expect("fake address");
-        std::thread::spawn(move || relay(listener, target));
-        format!("http://127.0.0.1:{}", args.port)
-    };
-    let mut stdout = std::io::stdout();
-    let _ = writeln!(stdout, "listening on {base}");
-    let _ = stdout.flush();
-
-    let mut seq = 0u64;
-    let mut tick = tokio::time::interval(Duration::from_millis(200));
-    loop {
-        tick.tick().await;
-        if let Some(path) = &args.stats {
-            seq += 1;
-            if let Err(e) = write_stats(path, &stats_json(&fake, seq)) {
-                eprintln!("meta_server: cannot write {}: {e}", path.display());
-            }
-        }
-    }
+    listen("meta_server", args.port, fake.base_url());
+    write_stats_forever("meta_server", args.stats.as_ref(), |seq| stats_json(&fake, seq)).await;
 }

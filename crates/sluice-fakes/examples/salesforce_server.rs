@@ -30,8 +30,6 @@
 //! until it is killed; the stats file is at most 200 ms old then.
 
 use std::collections::{BTreeMap, HashMap};
-use std::io::Write;
-use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -39,7 +37,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 #[path = "common/mod.rs"]
 mod common;
 
-use common::{relay, write_stats};
+use common::{listen, write_stats};
 use serde_json::{json, Value};
 use sluice_fakes::salesforce::{SalesforceFake, SalesforceOptions, SfRecord, API_VERSION, COLLECTION_LIMIT};
 
@@ -257,20 +255,7 @@ async fn main() {
     let fake = SalesforceFake::start(SalesforceOptions::default()).await;
     // The instance URL handed out with tokens is the fake's own address, so with a fixed port only the
     // login request goes through the relay; data requests go to the fake's port directly.
-    let base = if args.port == 0 {
-        fake.base_url()
-    } else {
-        let listener = TcpListener::bind(("127.0.0.1", args.port)).unwrap_or_else(|e| {
-            eprintln!("salesforce_server: cannot listen on 127.0.0.1:{}: {e}", args.port);
-            std::process::exit(1);
-        });
-        let target: SocketAddr = fake.base_url().trim_start_matches("http://").parse().expect("fake address");
-        std::thread::spawn(move || relay(listener, target));
-        format!("http://127.0.0.1:{}", args.port)
-    };
-    let mut stdout = std::io::stdout();
-    let _ = writeln!(stdout, "listening on {base}");
-    let _ = stdout.flush();
+    listen("salesforce_server", args.port, fake.base_url());
 
     let fake = Arc::new(fake);
     let moved = Arc::new(Mutex::new(Moved::default()));

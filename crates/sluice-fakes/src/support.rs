@@ -2,6 +2,8 @@
 //! refresh-token apps and shape checks on identifiers.
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
@@ -36,6 +38,24 @@ pub struct OAuthApp {
     pub access_token: String,
     /// `expires_in` reported by the token endpoint, in seconds.
     pub expires_in: u64,
+}
+
+/// Serves `app` on 127.0.0.1 with a random port until the returned task is aborted. Panics if no
+/// port can be bound; `fake` names the fake in the message (`LinkedIn`, `Snapchat`).
+pub(crate) async fn serve(app: axum::Router, fake: &str) -> (SocketAddr, tokio::task::JoinHandle<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap_or_else(|e| panic!("bind 127.0.0.1:0 for the {fake} fake: {e:?}"));
+    let addr = listener.local_addr().unwrap_or_else(|e| panic!("local address of the {fake} fake: {e:?}"));
+    let task = tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    (addr, task)
+}
+
+/// Locks a fake's state, also after a handler panicked while holding it.
+pub(crate) fn lock<T>(state: &Mutex<T>) -> MutexGuard<'_, T> {
+    state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// An answer before it becomes an HTTP response.

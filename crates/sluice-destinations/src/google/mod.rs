@@ -20,7 +20,8 @@ use sluice_core::{
 
 use self::client::{Client, RpcError};
 use self::mapping::{DataKind, Uploaded};
-use crate::ads::members::{check_target, plan_members, Member, MemberOp};
+use crate::ads::delivery::{Delivery, Entry};
+use crate::ads::members::{check_target, plan_members};
 use crate::ads::{identifiers, Identifier, NormalizeOptions, Platform};
 use crate::http::auth::OAuthTokens;
 
@@ -258,41 +259,13 @@ impl GoogleDestination {
     }
 }
 
-/// A member to send for one change.
-struct Entry {
-    change: usize,
-    uploaded: Uploaded,
-}
-
 #[async_trait]
 impl Destination for GoogleDestination {
     fn describe(&self) -> String {
         format!("google_customer_match {}", self.client.base_text())
     }
 
-    fn identity(&self) -> String {
-        self.identity.clone()
-    }
-
-    fn batch_size(&self) -> usize {
-        self.batch_size
-    }
-
-    fn delivery_limits(&self) -> DeliveryLimits {
-        self.limits.clone()
-    }
-
-    fn wants_destination_ids(&self) -> bool {
-        true
-    }
-
-    fn accepts_object(&self) -> bool {
-        true
-    }
-
-    fn account_key(&self) -> String {
-        self.account.clone()
-    }
+    crate::ads::audience_destination_settings!();
 
     async fn check(&self) -> Result<(), DestinationError> {
         // The Data Manager API has no read-only call on audience members; obtaining an access token
@@ -371,66 +344,25 @@ impl Destination for GoogleDestination {
     async fn write(&self, context: &WriteContext, batch: &ChangeBatch) -> Result<Vec<Outcome>, DestinationError> {
         let list = user_list(context.object.as_deref())?;
         self.terms()?;
-        let mut outcomes: Vec<Option<Outcome>> = vec![None; batch.changes.len()];
-        let mut problems: Vec<Vec<String>> = vec![Vec::new(); batch.changes.len()];
-        let mut applied_id: Vec<Option<String>> = vec![None; batch.changes.len()];
-        let mut removes: Vec<Entry> = Vec::new();
-        let mut adds: Vec<Entry> = Vec::new();
-        let mut upload = |change: usize, member: &Member, into: &mut Vec<Entry>, what: &str| {
-            match mapping::audience_member(member) {
-                Ok(uploaded) => into.push(Entry { change, uploaded }),
-                Err(reason) => problems[change].push(format!("{what}: {reason}")),
-            }
-        };
-        for (change, op) in plan_members(Platform::Google, batch, &self.normalize).into_iter().enumerate() {
-            match op {
-                MemberOp::Add(member) => upload(change, &member, &mut adds, "not added"),
-                MemberOp::Remove(member) => upload(change, &member, &mut removes, "not removed"),
-                MemberOp::Replace { remove, add } => {
-                    upload(change, &remove, &mut removes, "previous identifiers not removed");
-                    upload(change, &add, &mut adds, "new identifiers not added");
-                }
-                MemberOp::Reject(reason) => outcomes[change] = Some(Outcome::rejected(reason)),
-            }
-        }
+        let ops = plan_members(Platform::Google, batch, &self.normalize);
+        let (mut delivery, removes, adds) = Delivery::plan(ops, mapping::audience_member);
         // Removes go first: a member who left and one who entered may share an identifier, and
         // Google removes by any identifier.
         for (ingest, entries, what) in [(false, &removes, "not removed"), (true, &adds, "not added")] {
             for kind in [DataKind::User, DataKind::Mobile, DataKind::UserId] {
-                let group: Vec<&Entry> = entries.iter().filter(|e| e.uploaded.kind == kind).collect();
+                let group: Vec<&Entry<Uploaded>> = entries.iter().filter(|e| e.item.kind == kind).collect();
                 for chunk in group.chunks(config::MAX_BATCH_SIZE) {
-                    let members: Vec<&Json> = chunk.iter().map(|e| &e.uploaded.json).collect();
+                    let members: Vec<&Json> = chunk.iter().map(|e| &e.item.json).collect();
                     let results = self.send(Some(context), ingest, list, kind, &members, false).await?;
                     for (entry, result) in chunk.iter().zip(results) {
                         match result {
-                            Ok(()) => {
-                                // The id a later remove needs: what was sent when adding, or what
-                                // was removed.
-                                let id = entry.uploaded.sent.to_destination_id();
-                                if ingest || applied_id[entry.change].is_none() {
-                                    applied_id[entry.change] = Some(id);
-                                }
-                            }
-                            Err(reason) => problems[entry.change].push(format!("{what}: {reason}")),
+                            Ok(()) => delivery.applied(entry.change, ingest, entry.item.sent.to_destination_id()),
+                            Err(reason) => delivery.refused(entry.change, what, &reason),
                         }
                     }
                 }
             }
         }
-        Ok(outcomes
-            .into_iter()
-            .enumerate()
-            .map(|(change, outcome)| {
-                if let Some(outcome) = outcome {
-                    return outcome;
-                }
-                if !problems[change].is_empty() {
-                    return Outcome::rejected(problems[change].join("; "));
-                }
-                let mut applied = Outcome::applied();
-                applied.destination_id = applied_id[change].take();
-                applied
-            })
-            .collect())
+        Ok(delivery.outcomes(|_| None))
     }
 }

@@ -2,3 +2,5 @@
 
 pub mod auth;
 pub mod exchange;
+#[cfg(any(feature = "linkedin", feature = "snapchat"))]
+pub(crate) mod settings;

@@ -10,6 +10,7 @@
 use serde::Deserialize;
 
 use crate::http::auth::OAuthConfig;
+use crate::http::settings::{self, parse_url};
 
 /// LinkedIn's versioned Marketing API root.
 pub const DEFAULT_API_URL: &str = "https://api.linkedin.com/rest";
@@ -69,13 +70,6 @@ pub(crate) struct Settings {
     pub timeout_seconds: u64,
 }
 
-fn parse_url(key: &'static str, text: &str) -> Result<reqwest::Url, (&'static str, String)> {
-    reqwest::Url::parse(text)
-        .ok()
-        .filter(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
-        .ok_or((key, format!("expected an http:// or https:// URL, found {text:?}")))
-}
-
 /// The ad account's number from `123` or `urn:li:sponsoredAccount:123`.
 pub(crate) fn account_number(text: &str) -> Option<String> {
     let text = text.trim();
@@ -112,31 +106,11 @@ pub(crate) fn validate(config: &LinkedInConfig) -> Result<Settings, (&'static st
             format!("expected 1 to {MAX_BATCH_SIZE} records (LinkedIn's batch limit), found {batch_size}"),
         ));
     }
-    let requests_per_minute = config.requests_per_minute.unwrap_or(DEFAULT_REQUESTS_PER_MINUTE);
-    if requests_per_minute == 0 {
-        return Err(("requests_per_minute", "expected a positive number of requests".into()));
-    }
-    let max_concurrency = config.max_concurrency.unwrap_or(DEFAULT_MAX_CONCURRENCY);
-    if max_concurrency == 0 || max_concurrency > MAX_CONCURRENCY {
-        return Err((
-            "max_concurrency",
-            format!("expected 1 to {MAX_CONCURRENCY} requests in flight, found {max_concurrency}"),
-        ));
-    }
-    let timeout_seconds = config.timeout_seconds.unwrap_or(60);
-    if timeout_seconds == 0 {
-        return Err(("timeout_seconds", "expected a positive number of seconds".into()));
-    }
-    for (key, value) in [
-        ("oauth.client_id", &config.oauth.client_id),
-        ("oauth.client_secret", &config.oauth.client_secret),
-        ("oauth.refresh_token", &config.oauth.refresh_token),
-    ] {
-        if value.trim().is_empty() {
-            let key: &'static str = key;
-            return Err((key, "is empty (is the environment variable set?)".into()));
-        }
-    }
+    let requests_per_minute =
+        settings::request_rate("requests_per_minute", config.requests_per_minute, DEFAULT_REQUESTS_PER_MINUTE)?;
+    let max_concurrency = settings::max_concurrency(config.max_concurrency, DEFAULT_MAX_CONCURRENCY, MAX_CONCURRENCY)?;
+    let timeout_seconds = settings::timeout_seconds(config.timeout_seconds)?;
+    settings::check_oauth(&config.oauth)?;
     Ok(Settings {
         api_url,
         token_url,

@@ -16,7 +16,6 @@ mod config;
 mod mapping;
 
 use std::collections::HashMap;
-use std::hash::{Hash, Hasher};
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
@@ -36,7 +35,7 @@ use crate::ads::identifiers::{Identifier, NormalizeOptions};
 use crate::ads::members::{self, Member};
 use crate::ads::Platform;
 use crate::audience_sync::{self, Sent};
-use crate::http::auth::OAuthTokens;
+use crate::http::settings::member_session;
 
 /// Writes audience members to the DMP segments of one LinkedIn ad account.
 pub struct LinkedInDestination {
@@ -58,23 +57,18 @@ impl LinkedInDestination {
         credentials: Option<std::sync::Arc<dyn CredentialStore>>,
     ) -> Result<LinkedInDestination, (&'static str, String)> {
         let settings = config::validate(&config)?;
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(settings.timeout_seconds))
-            .connect_timeout(Duration::from_secs(10))
-            .build()
-            .map_err(|e| ("api_url", format!("cannot build an HTTP client: {e}")))?;
-        let base = settings.api_url.as_str().trim_end_matches('/').to_string();
-        // LinkedIn's limits are per member and app: the account key and the stored access token
-        // are named by a hash of the app and refresh token, never by a secret itself.
-        let mut hasher = std::collections::hash_map::DefaultHasher::new();
-        (config.oauth.client_id.as_str(), config.oauth.refresh_token.as_str()).hash(&mut hasher);
-        let member = hasher.finish();
-        let credential = format!("linkedin/{base}/{}/{member:016x}", config.oauth.client_id);
-        let tokens =
-            OAuthTokens::new(settings.token_url.to_string(), config.oauth, credential, credentials, http.clone());
+        // LinkedIn's limits are per member and app.
+        let (http, tokens, account_key) = member_session(
+            "linkedin",
+            &settings.api_url,
+            &settings.token_url,
+            settings.timeout_seconds,
+            config.oauth,
+            credentials,
+        )?;
         Ok(LinkedInDestination {
             client: Client::new(settings.api_url.clone(), http, tokens, settings.version.clone()),
-            account_key: format!("linkedin {base} member {member:016x}"),
+            account_key,
             settings,
             prepared: Mutex::new(HashMap::new()),
         })

@@ -13,7 +13,6 @@ mod config;
 mod mapping;
 
 use std::collections::HashMap;
-use std::hash::{Hash, Hasher};
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
@@ -32,7 +31,7 @@ use crate::ads::identifiers::Identifier;
 use crate::ads::members::{self, Member};
 use crate::ads::Platform;
 use crate::audience_sync::{self, Sent};
-use crate::http::auth::OAuthTokens;
+use crate::http::settings::member_session;
 
 /// Writes audience members to the Customer Lists of one Snapchat ad account.
 pub struct SnapchatDestination {
@@ -54,23 +53,18 @@ impl SnapchatDestination {
         credentials: Option<std::sync::Arc<dyn CredentialStore>>,
     ) -> Result<SnapchatDestination, (&'static str, String)> {
         let settings = config::validate(&config)?;
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(settings.timeout_seconds))
-            .connect_timeout(Duration::from_secs(10))
-            .build()
-            .map_err(|e| ("api_url", format!("cannot build an HTTP client: {e}")))?;
-        let base = settings.api_url.as_str().trim_end_matches('/').to_string();
-        // Snap limits each access token: the account key and the stored token are named by a
-        // hash of the app and refresh token, never by a secret itself.
-        let mut hasher = std::collections::hash_map::DefaultHasher::new();
-        (config.oauth.client_id.as_str(), config.oauth.refresh_token.as_str()).hash(&mut hasher);
-        let member = hasher.finish();
-        let credential = format!("snapchat/{base}/{}/{member:016x}", config.oauth.client_id);
-        let tokens =
-            OAuthTokens::new(settings.token_url.to_string(), config.oauth, credential, credentials, http.clone());
+        // Snap limits each access token.
+        let (http, tokens, account_key) = member_session(
+            "snapchat",
+            &settings.api_url,
+            &settings.token_url,
+            settings.timeout_seconds,
+            config.oauth,
+            credentials,
+        )?;
         Ok(SnapchatDestination {
             client: Client::new(settings.api_url.clone(), http, tokens),
-            account_key: format!("snapchat {base} member {member:016x}"),
+            account_key,
             settings,
             prepared: Mutex::new(HashMap::new()),
         })

@@ -19,7 +19,8 @@ use sluice_core::{
 };
 
 use self::client::Client;
-use crate::ads::members::{check_target, plan_members, Member, MemberOp};
+use crate::ads::delivery::Delivery;
+use crate::ads::members::{check_target, plan_members, Member};
 use crate::ads::{identifiers, Identifier, NormalizeOptions, Platform};
 
 const API: &str = "/open_api/v1.3";
@@ -152,41 +153,13 @@ impl TikTokDestination {
     }
 }
 
-/// A member to send for one change.
-struct Entry {
-    change: usize,
-    member: Member,
-}
-
 #[async_trait]
 impl Destination for TikTokDestination {
     fn describe(&self) -> String {
         format!("tiktok_audiences {}", self.client.base_text())
     }
 
-    fn identity(&self) -> String {
-        self.identity.clone()
-    }
-
-    fn batch_size(&self) -> usize {
-        self.batch_size
-    }
-
-    fn delivery_limits(&self) -> DeliveryLimits {
-        self.limits.clone()
-    }
-
-    fn wants_destination_ids(&self) -> bool {
-        true
-    }
-
-    fn accepts_object(&self) -> bool {
-        true
-    }
-
-    fn account_key(&self) -> String {
-        self.account.clone()
-    }
+    crate::ads::audience_destination_settings!();
 
     async fn check(&self) -> Result<(), DestinationError> {
         let path = format!("{API}/advertiser/info/?advertiser_ids={}", encode(&one_id_list(&self.advertiser_id)));
@@ -277,67 +250,33 @@ impl Destination for TikTokDestination {
 
     async fn write(&self, context: &WriteContext, batch: &ChangeBatch) -> Result<Vec<Outcome>, DestinationError> {
         let audience_id = audience(context.object.as_deref())?;
-        let mut outcomes: Vec<Option<Outcome>> = vec![None; batch.changes.len()];
-        let mut problems: Vec<Vec<String>> = vec![Vec::new(); batch.changes.len()];
         let mut unconfirmed: Vec<bool> = vec![false; batch.changes.len()];
-        let mut applied_id: Vec<Option<String>> = vec![None; batch.changes.len()];
-        let (mut removes, mut adds): (Vec<Entry>, Vec<Entry>) = (Vec::new(), Vec::new());
-        let schema = self.mobile_schema.clone();
-        let mut keep = |change: usize, member: &Member, into: &mut Vec<Entry>, what: &str| match mapping::sendable(
-            member, &schema,
-        ) {
-            Ok(member) => into.push(Entry { change, member }),
-            Err(reason) => problems[change].push(format!("{what}: {reason}")),
-        };
-        for (change, op) in plan_members(Platform::TikTok, batch, &self.normalize).into_iter().enumerate() {
-            match op {
-                MemberOp::Add(member) => keep(change, &member, &mut adds, "not added"),
-                MemberOp::Remove(member) => keep(change, &member, &mut removes, "not removed"),
-                MemberOp::Replace { remove, add } => {
-                    keep(change, &remove, &mut removes, "previous identifiers not removed");
-                    keep(change, &add, &mut adds, "new identifiers not added");
-                }
-                MemberOp::Reject(reason) => outcomes[change] = Some(Outcome::rejected(reason)),
-            }
-        }
+        let ops = plan_members(Platform::TikTok, batch, &self.normalize);
+        let (mut delivery, removes, adds) =
+            Delivery::plan(ops, |member| mapping::sendable(member, &self.mobile_schema));
         // Deletes go first: a user who left and one who entered may share an id.
         for (delete, entries) in [(true, &removes), (false, &adds)] {
             for chunk in entries.chunks(config::MAX_BATCH_SIZE) {
-                let members: Vec<&Member> = chunk.iter().map(|e| &e.member).collect();
+                let members: Vec<&Member> = chunk.iter().map(|e| &e.item).collect();
                 let confirmed = self.map(context, audience_id, delete, &members).await?;
                 for entry in chunk {
                     if !confirmed {
                         unconfirmed[entry.change] = true;
-                    } else if !delete || applied_id[entry.change].is_none() {
-                        applied_id[entry.change] = Some(entry.member.to_destination_id());
+                    } else {
+                        delivery.applied(entry.change, !delete, entry.item.to_destination_id());
                     }
                 }
             }
         }
-        Ok(outcomes
-            .into_iter()
-            .enumerate()
-            .map(|(change, outcome)| {
-                if let Some(outcome) = outcome {
-                    return outcome;
-                }
-                if !problems[change].is_empty() {
-                    return Outcome::rejected(problems[change].join("; "));
-                }
-                if unconfirmed[change] {
-                    return Outcome {
-                        status: OutcomeStatus::Retryable,
-                        message: Some(
-                            "TikTok reported partial success (code 20001) without naming the users; sent again".into(),
-                        ),
-                        destination_id: None,
-                    };
-                }
-                let mut applied = Outcome::applied();
-                applied.destination_id = applied_id[change].take();
-                applied
+        Ok(delivery.outcomes(|change| {
+            unconfirmed[change].then(|| Outcome {
+                status: OutcomeStatus::Retryable,
+                message: Some(
+                    "TikTok reported partial success (code 20001) without naming the users; sent again".into(),
+                ),
+                destination_id: None,
             })
-            .collect())
+        }))
     }
 }
 

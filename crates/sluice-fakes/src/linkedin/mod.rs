@@ -225,9 +225,7 @@ impl LinkedInState {
 
 pub(crate) type Shared = Arc<Mutex<LinkedInState>>;
 
-pub(crate) fn lock(shared: &Shared) -> MutexGuard<'_, LinkedInState> {
-    shared.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-}
+pub(crate) use crate::support::lock;
 
 /// A running fake LinkedIn API, stopped when dropped.
 pub struct LinkedInFake {
@@ -249,13 +247,7 @@ impl LinkedInFake {
             options,
         };
         let shared: Shared = Arc::new(Mutex::new(state));
-        let listener =
-            tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind 127.0.0.1:0 for the LinkedIn fake");
-        let addr = listener.local_addr().expect("local address of the LinkedIn fake");
-        let app = server::router(shared.clone());
-        let task = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
+        let (addr, task) = crate::support::serve(server::router(shared.clone()), "LinkedIn").await;
         LinkedInFake { addr, shared, task }
     }
 

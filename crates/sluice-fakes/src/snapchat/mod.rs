@@ -169,9 +169,7 @@ impl SnapchatState {
 
 pub(crate) type Shared = Arc<Mutex<SnapchatState>>;
 
-pub(crate) fn lock(shared: &Shared) -> MutexGuard<'_, SnapchatState> {
-    shared.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-}
+pub(crate) use crate::support::lock;
 
 /// A running fake Snapchat Marketing API, stopped when dropped.
 pub struct SnapchatFake {
@@ -193,13 +191,7 @@ impl SnapchatFake {
             options,
         };
         let shared: Shared = Arc::new(Mutex::new(state));
-        let listener =
-            tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind 127.0.0.1:0 for the Snapchat fake");
-        let addr = listener.local_addr().expect("local address of the Snapchat fake");
-        let app = server::router(shared.clone());
-        let task = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
+        let (addr, task) = crate::support::serve(server::router(shared.clone()), "Snapchat").await;
         SnapchatFake { addr, shared, task }
     }
 

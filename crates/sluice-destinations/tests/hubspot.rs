@@ -266,6 +266,11 @@ async fn prepare_checks_the_object_fields_and_match_key() {
     let error = destination.prepare(&target(SyncMode::Insert, Some("widgets"), None, &FIELDS)).await.unwrap_err();
     assert!(error.message.contains("no object `widgets`"), "{}", error.message);
 
+    // Leaving an audience must not delete a CRM record.
+    let error = destination.prepare(&target(SyncMode::Audience, Some("contacts"), None, &FIELDS)).await.unwrap_err();
+    assert_eq!(error.class, ErrorClass::Config);
+    assert!(error.message.contains("HubSpot does not take `mode: audience`"), "{}", error.message);
+
     destination
         .prepare(&target(SyncMode::Upsert, Some("companies"), Some("domain"), &["domain", "name"]))
         .await

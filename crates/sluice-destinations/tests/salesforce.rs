@@ -320,3 +320,13 @@ async fn jwt_bearer_flow_signs_an_assertion_for_the_user() {
     assert_eq!(key, "jwt");
     assert_eq!(fake.invalid_requests(), 0);
 }
+
+#[tokio::test]
+async fn audience_mode_is_refused_so_leaving_an_audience_never_deletes_a_record() {
+    let fake = SalesforceFake::start(SalesforceOptions::default()).await;
+    let destination = destination(&fake, serde_json::json!({}));
+    let error = destination.prepare(&target(SyncMode::Audience, Some("Customer_Id__c"), &FIELDS)).await.unwrap_err();
+    assert_eq!(error.class, ErrorClass::Config);
+    assert!(error.message.contains("Salesforce does not take `mode: audience`"), "{}", error.message);
+    assert!(error.message.contains("use `upsert`"), "{}", error.message);
+}

@@ -177,3 +177,12 @@ fn object_and_match_on_are_read_and_checked() {
     let error = load_error(dir.path(), &env);
     assert!(error.contains("syncs.customers_to_crm.match_on: expected exactly one"), "{error}");
 }
+
+#[test]
+fn a_bad_sluice_now_is_named_with_what_was_expected() {
+    let dir = project_with(&[("sluice.yaml", CONTRACT)]);
+    let error =
+        load_error(dir.path(), &|name| (name == "SLUICE_NOW").then(|| "yesterday".to_string()).or_else(|| env(name)));
+    assert!(error.contains("SLUICE_NOW: expected an RFC 3339 timestamp"), "{error}");
+    assert!(error.contains("\"yesterday\""), "{error}");
+}
